@@ -1,0 +1,1 @@
+"""veilface benchmarks: latency, accuracy, load."""

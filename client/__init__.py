@@ -1,0 +1,1 @@
+"""veilface client: face pipeline, CLI and Python client API."""

@@ -1,0 +1,87 @@
+"""The ``veilface`` command line: one Typer app; each part of veilface registers its commands here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from veilface.crypto import DEFAULT_PRESET, PRESETS, ConfigurationError, VeilfaceError, key_ceremony
+
+app = typer.Typer(
+    name="veilface",
+    help="Privacy-preserving face verification: encrypted templates, one signed bit per decision.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Key ceremony and key management (run at the authority).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DEFAULT_MODEL_ID = "dlib-resnet-v1-128"
+DEFAULT_DIMENSION = 128
+
+state = {"verbose": False}
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show details and tracebacks.")] = False,
+) -> None:
+    state["verbose"] = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def fail(message: str, code: int = 3) -> typer.Exit:
+    """Print one 'Error: ...' line to standard error and return the Exit to raise."""
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@keys_app.command("init")
+def keys_init(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write secret/, evaluation/, public/.")],
+    preset: Annotated[
+        str, typer.Option(help=f"CKKS parameter preset ({', '.join(PRESETS)}).")
+    ] = DEFAULT_PRESET,
+    model_id: Annotated[str, typer.Option(help="Embedding model this deployment uses.")] = DEFAULT_MODEL_ID,
+    dimension: Annotated[int, typer.Option(help="Embedding dimension of that model.")] = DEFAULT_DIMENSION,
+    json_out: Annotated[bool, typer.Option("--json", help="Print key_id and fingerprint as JSON.")] = False,
+) -> None:
+    """Generate CKKS keys and the authority's Ed25519 signing key; print the signing key's fingerprint."""
+    from veilface.server.keystore import write_keyset
+
+    try:
+        keyset = key_ceremony(preset, model_id=model_id, dimension=dimension)
+        write_keyset(directory, keyset)
+    except FileExistsError:
+        raise fail(f"{directory} already holds keys; refusing to overwrite them (choose another DIR)") from None
+    except VeilfaceError as exc:
+        raise fail(exc.message) from None
+    fingerprint = keyset.signing_key.verify_key.fingerprint
+    if json_out:
+        typer.echo(json.dumps({"key_id": keyset.key_id, "preset": preset, "model_id": model_id,
+                               "fingerprint": fingerprint}))
+    else:
+        typer.echo(f"key_id       {keyset.key_id}")
+        typer.echo(f"preset       {preset}")
+        typer.echo(f"model_id     {model_id}")
+        typer.echo(f"authority signing key fingerprint: {fingerprint}")
+        typer.echo(f"give clients {directory / 'public' / 'signing.pub'} (check the fingerprint out of band)")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigurationError as exc:
+        typer.echo(f"Error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,245 @@
+"""CKKS ciphers: the constant-coefficient comparison of DESIGN.md section 3.
+
+A CKKS plaintext m(X) mod X^N + 1 holds N/2 slots, its evaluations at the primitive 2N-th roots (scaled by
+Delta). The constant coefficient is (1/N) times the sum of all N evaluations, i.e. (2/N) Re(sum of slots),
+so for zero-padded template t and probe p, the constant coefficient of m_t * m_p is (2/N) Delta^2 <t, p>.
+One ciphertext multiply, no rotation keys, no rescale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tenseal.sealapi as sealapi
+
+from ._envelope import Envelope, EnvelopeKind
+from ._errors import ConfigurationError, InvalidCiphertextError
+from ._keys import KeyBundle, Role, open_context
+from ._protocol import (
+    Outcome,
+    Purpose,
+    blinding_factor,
+    checks_for,
+    outcome_from_signs,
+    prepare_embedding,
+)
+from ._seal_io import SealFiles, check_ciphertext_layout, ciphertext_size
+
+SCHEME = "ckks"
+
+
+class _CkksBase:
+    def __init__(self, bundle: KeyBundle, role: Role) -> None:
+        if bundle.role is not role:
+            raise ConfigurationError(f"expected the {role.value} bundle, got the {bundle.role.value} bundle")
+        self.context, preset = open_context(bundle)
+        self.preset = preset.name
+        self.key_id = bundle.key_id
+        self._seal = self.context.seal_context().data
+        data_level = self._seal.first_context_data()
+        self._parms_id: list[int] = list(data_level.parms_id())
+        self._primes: list[int] = [m.value() for m in data_level.parms().coeff_modulus()]
+        self._n: int = preset.poly_modulus_degree
+        self._scale = 2.0**preset.scale_bits
+        self._files = SealFiles()
+        self._encoder = sealapi.CKKSEncoder(self._seal)
+
+    @property
+    def ciphertext_bytes(self) -> int:
+        return ciphertext_size(self._n, len(self._primes))
+
+    def _load(self, data: bytes, *, scale: float) -> sealapi.Ciphertext:
+        check_ciphertext_layout(
+            data, parms_id=self._parms_id, poly_modulus_degree=self._n, rns_primes=len(self._primes), scale=scale
+        )
+        ciphertext = sealapi.Ciphertext(self._seal)
+        try:
+            self._files.load(ciphertext, self._seal, data)
+        except (RuntimeError, ValueError):
+            raise InvalidCiphertextError(
+                "ciphertext does not parse under this key's parameters", field="ciphertext"
+            ) from None
+        return ciphertext
+
+
+class CkksClientCipher(_CkksBase):
+    """Encrypts normalised embeddings under the public key, zero-padded (not TenSEAL's replication)."""
+
+    def __init__(self, bundle: KeyBundle, *, model_id: str, dimension: int) -> None:
+        super().__init__(bundle, Role.PUBLIC)
+        if dimension > self._n // 2:
+            raise ConfigurationError(f"dimension {dimension} does not fit {self._n // 2} slots")
+        self.model_id = model_id
+        self.dimension = dimension
+        self._encryptor = sealapi.Encryptor(self._seal, self.context.public_key().data)
+        self._padding = [0.0] * (self._n // 2 - dimension)
+
+    def encrypt(self, embedding: Any) -> bytes:
+        vector = prepare_embedding(embedding, self.dimension)
+        plain = sealapi.Plaintext()
+        self._encoder.encode(vector.tolist() + self._padding, self._scale, plain)
+        ciphertext = sealapi.Ciphertext(self._seal)
+        self._encryptor.encrypt(plain, ciphertext)
+        header = {
+            "scheme": SCHEME,
+            "key_id": self.key_id,
+            "model_id": self.model_id,
+            "dimension": self.dimension,
+            "preset": self.preset,
+        }
+        return Envelope(EnvelopeKind.EMBEDDING, header, self._files.ciphertext_bytes(ciphertext)).to_bytes()
+
+
+def _uniform_mod(q: int, count: int) -> np.ndarray:
+    """count values uniform in [0, q) from os.urandom, by rejection (no modulo bias)."""
+    shift = np.uint64(64 - q.bit_length())
+    values = np.frombuffer(os.urandom(8 * count), dtype=np.uint64) >> shift
+    bound = np.uint64(q)
+    while True:
+        rejected = values >= bound
+        n_bad = int(rejected.sum())
+        if n_bad == 0:
+            return values
+        values = values.copy()
+        values[rejected] = np.frombuffer(os.urandom(8 * n_bad), dtype=np.uint64) >> shift
+
+
+def _sum_mod(values: np.ndarray, q: int) -> int:
+    """Exact sum of uint64 values below 2^62, modulo q (split so numpy's sums cannot overflow)."""
+    high = int(np.sum(values >> np.uint64(32), dtype=np.uint64))
+    low = int(np.sum(values & np.uint64(0xFFFFFFFF), dtype=np.uint64))
+    return ((high << 32) + low) % q
+
+
+class CkksMatcherCipher(_CkksBase):
+    """The matcher's side: holds relinearisation keys and the public key, never a secret key."""
+
+    def __init__(self, bundle: KeyBundle, *, model_id: str, dimension: int) -> None:
+        super().__init__(bundle, Role.EVALUATION)
+        self.model_id = model_id
+        self.dimension = dimension
+        self._evaluator = sealapi.Evaluator(self._seal)
+        self._encryptor = sealapi.Encryptor(self._seal, self.context.public_key().data)
+        self._relin_keys = self.context.relin_keys().data
+        self._product_scale = self._scale * self._scale
+
+    def _open(self, data: bytes) -> sealapi.Ciphertext:
+        envelope = Envelope.from_bytes(data, kind=EnvelopeKind.EMBEDDING)
+        envelope.expect(
+            scheme=SCHEME, key_id=self.key_id, model_id=self.model_id, dimension=self.dimension, preset=self.preset
+        )
+        return self._load(envelope.payload, scale=self._scale)
+
+    def check(self, ciphertext: bytes) -> None:
+        self._open(ciphertext)
+
+    def blind_norm(self, template: bytes) -> bytes:
+        return self._blinded(Purpose.ENROL, self._open(template), None, None)
+
+    def compare(
+        self, template: bytes, probe: bytes, threshold: float, *, blinding: Sequence[int] | None = None
+    ) -> bytes:
+        """Blinded (|p|^2 - (1-eps), (1+eps) - |p|^2, <t,p> - threshold); ``blinding`` is for benchmarks."""
+        stored = self._open(template)
+        return self._blinded(Purpose.VERIFY, self._open(probe), stored, threshold, blinding)
+
+    def _blinded(
+        self,
+        purpose: Purpose,
+        probe: sealapi.Ciphertext,
+        template: sealapi.Ciphertext | None,
+        threshold: float | None,
+        blinding: Sequence[int] | None = None,
+    ) -> bytes:
+        checks = checks_for(purpose, threshold)
+        factors = list(blinding) if blinding is not None else [blinding_factor() for _ in checks]
+        products = []
+        for _ in range(2):  # sealapi has no ciphertext copy; squaring twice costs ~50 us
+            square = sealapi.Ciphertext(self._seal)
+            self._evaluator.square(probe, square)
+            products.append(square)
+        if template is not None:
+            score = sealapi.Ciphertext(self._seal)
+            self._evaluator.multiply(template, probe, score)
+            products.append(score)
+        parts = [
+            self._files.ciphertext_bytes(self._blind(product, sign * r, t))
+            for product, (sign, t), r in zip(products, checks, factors)
+        ]
+        header = {"scheme": SCHEME, "key_id": self.key_id, "preset": self.preset, "purpose": purpose.value}
+        return Envelope(EnvelopeKind.BLINDED, header, b"".join(parts)).to_bytes()
+
+    def _blind(self, product: sealapi.Ciphertext, factor: int, threshold: float) -> sealapi.Ciphertext:
+        """factor * (product - threshold), random elsewhere, relinearised and re-randomised."""
+        plain_factor = sealapi.Plaintext()
+        self._encoder.encode(float(factor), product.parms_id(), 1.0, plain_factor)  # scale 1: no level used
+        self._evaluator.multiply_plain_inplace(product, plain_factor)
+        constant = round(-factor * threshold * (2.0 / self._n) * product.scale)
+        self._evaluator.add_plain_inplace(product, self._mask(constant, product.scale))
+        self._evaluator.relinearize_inplace(product, self._relin_keys)
+        zero = sealapi.Ciphertext(self._seal)
+        self._encryptor.encrypt_zero(product.parms_id(), zero)
+        zero.scale = product.scale
+        self._evaluator.add_inplace(product, zero)
+        return product
+
+    def _mask(self, constant: int, scale: float) -> sealapi.Plaintext:
+        """Constant coefficient ``constant``, every other coefficient uniform mod q.
+
+        In NTT form the constant coefficient is N^-1 times the sum of the N values, so N - 1 uniform
+        values and one that fixes the sum give exactly that distribution.
+        """
+        parts = []
+        for q in self._primes:
+            values = _uniform_mod(q, self._n).copy()
+            values[-1] = np.uint64((self._n * constant - _sum_mod(values[:-1], q)) % q)
+            parts.append(values)
+        return self._files.plaintext_from_ntt(self._seal, self._parms_id, np.concatenate(parts), scale)
+
+
+class CkksAuthorityCipher(_CkksBase):
+    """The authority's side: decrypts blinded results and reads only their signs."""
+
+    def __init__(self, bundle: KeyBundle) -> None:
+        super().__init__(bundle, Role.SECRET)
+        self._decryptor = sealapi.Decryptor(self._seal, self.context.secret_key().data)
+        self._product_scale = self._scale * self._scale
+
+    def blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
+        """sign * r * (v - t) per check. Only benchmarks and tests look at these; decide() keeps the sign."""
+        envelope = Envelope.from_bytes(blinded, kind=EnvelopeKind.BLINDED)
+        envelope.expect(scheme=SCHEME, key_id=self.key_id, preset=self.preset)
+        try:
+            purpose = Purpose(envelope.header.get("purpose"))
+        except ValueError:
+            raise InvalidCiphertextError("blinded result has an unknown purpose", field="purpose") from None
+        size = self.ciphertext_bytes
+        if len(envelope.payload) != purpose.checks * size:
+            raise InvalidCiphertextError(
+                f"blinded result must hold {purpose.checks} ciphertexts of {size} bytes", field="size"
+            )
+        chunks = [envelope.payload[i * size : (i + 1) * size] for i in range(purpose.checks)]
+        return purpose, [self._constant_term(chunk) for chunk in chunks]
+
+    def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
+        purpose, values = self.blinded_values(blinded)
+        return purpose, outcome_from_signs(purpose, [value > 0.0 for value in values])
+
+    def _constant_term(self, data: bytes) -> float:
+        """(N/2) * constant coefficient / scale, computed as the sum of the decoded slots' real parts.
+
+        The slots are the plaintext's evaluations, so their sum is the constant coefficient up to float
+        rounding (about 1e-11 here, far below the CKKS noise); every other coefficient is masked.
+        """
+        ciphertext = self._load(data, scale=self._product_scale)
+        plain = sealapi.Plaintext()
+        self._decryptor.decrypt(ciphertext, plain)
+        return float(np.sum(self._encoder.decode_double(plain)))
+
+
+def probe_digest(probe: bytes) -> str:
+    return hashlib.sha256(probe).hexdigest()

@@ -1,0 +1,119 @@
+"""What client, matcher and authority do with ciphertexts, independent of the scheme underneath."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, Protocol
+
+import numpy as np
+
+from ._errors import InvalidCiphertextError, InvalidEmbeddingError
+from ._presets import MAX_BLINDING_BITS
+
+# A probe or template must have 1 - eps <= |x|^2 <= 1 + eps. Scaling by 1.2 gives 1.44; CKKS error is ~1e-5.
+NORM_TOLERANCE = 0.01
+
+
+class Outcome(str, Enum):
+    MATCH = "match"
+    NO_MATCH = "no_match"
+    NOT_NORMALISED = "not_normalised"
+    NORMALISED = "normalised"
+
+
+class Purpose(str, Enum):
+    """Why the matcher asks: an enrolment's norm check, or a verification (norm check and score)."""
+
+    ENROL = "enrol"
+    VERIFY = "verify"
+
+    @property
+    def checks(self) -> int:
+        return 2 if self is Purpose.ENROL else 3
+
+
+def prepare_embedding(embedding: Any, dimension: int) -> np.ndarray:
+    """Check an embedding (1-D, finite, expected dimension, non-zero) and L2-normalise it."""
+    try:
+        vector = np.asarray(embedding, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidEmbeddingError("embedding is not a numeric vector") from None
+    if vector.ndim != 1:
+        raise InvalidEmbeddingError(f"embedding must be 1-D, got {vector.ndim} dimensions")
+    if vector.shape[0] != dimension:
+        raise InvalidEmbeddingError(f"embedding has dimension {vector.shape[0]}, the model uses {dimension}")
+    if not np.all(np.isfinite(vector)):
+        raise InvalidEmbeddingError("embedding contains NaN or infinite values")
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0 or not math.isfinite(norm):
+        raise InvalidEmbeddingError("embedding is all zeros and cannot be normalised")
+    return vector / norm
+
+
+def blinding_factor() -> int:
+    """A fresh r, log-uniform in [1, 2**10], from the operating system's CSPRNG."""
+    u = secrets.randbits(53) / float(1 << 53)
+    return max(1, min(1 << MAX_BLINDING_BITS, int(2.0 ** (u * MAX_BLINDING_BITS))))
+
+
+def checks_for(purpose: Purpose, threshold: float | None) -> list[tuple[int, float]]:
+    """(sign, t) per blinded value; a value sign * r * (v - t) > 0 means the check passed.
+
+    Order: |p|^2 > 1 - eps, |p|^2 < 1 + eps, then (for verification) score > threshold.
+    """
+    checks = [(1, 1.0 - NORM_TOLERANCE), (-1, 1.0 + NORM_TOLERANCE)]
+    if purpose is Purpose.VERIFY:
+        if threshold is None or not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
+            raise InvalidEmbeddingError("threshold must be a finite cosine similarity in [-1, 1]")
+        checks.append((1, float(threshold)))
+    return checks
+
+
+def outcome_from_signs(purpose: Purpose, passed: Sequence[bool]) -> Outcome:
+    if len(passed) != purpose.checks:
+        raise InvalidCiphertextError(
+            f"expected {purpose.checks} blinded values for {purpose.value}, got {len(passed)}", field="checks"
+        )
+    if not (passed[0] and passed[1]):
+        return Outcome.NOT_NORMALISED
+    if purpose is Purpose.ENROL:
+        return Outcome.NORMALISED
+    return Outcome.MATCH if passed[2] else Outcome.NO_MATCH
+
+
+class ClientCipher(Protocol):
+    """Runs on the user's device: normalises and encrypts an embedding under the public key."""
+
+    key_id: str
+    model_id: str
+    dimension: int
+    preset: str
+
+    def encrypt(self, embedding: Any) -> bytes: ...
+
+
+class MatcherCipher(Protocol):
+    """Runs at the operator: checks ciphertexts and blinds comparisons; never sees a number."""
+
+    key_id: str
+    model_id: str
+    dimension: int
+    preset: str
+
+    def check(self, ciphertext: bytes) -> None: ...
+
+    def blind_norm(self, template: bytes) -> bytes: ...
+
+    def compare(self, template: bytes, probe: bytes, threshold: float) -> bytes: ...
+
+
+class AuthorityCipher(Protocol):
+    """Runs at the key holder: turns blinded values into one decision."""
+
+    key_id: str
+    preset: str
+
+    def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]: ...

@@ -1,0 +1,1 @@
+"""veilface server: the matcher and authority services."""

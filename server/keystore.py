@@ -1,0 +1,108 @@
+"""Key directories on disk: ``DIR/secret``, ``DIR/evaluation``, ``DIR/public``.
+
+Each holds ``context.bin`` (the TenSEAL-serialised context) and ``meta.json``; ``DIR/secret/signing.key``
+and ``DIR/public/signing.pub`` hold the authority's Ed25519 key pair (PEM). Secret files are mode 0600.
+The matcher reads only ``evaluation`` and ``public``; this module never hands it anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from veilface.crypto import (
+    ConfigurationError,
+    KeyBundle,
+    KeySet,
+    PublicDescription,
+    Role,
+    SigningKey,
+    VerifyKey,
+)
+
+CONTEXT_FILE = "context.bin"
+META_FILE = "meta.json"
+SIGNING_KEY_FILE = "signing.key"
+SIGNING_PUB_FILE = "signing.pub"
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _json(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def write_keyset(directory: Path, keyset: KeySet) -> None:
+    """Write a fresh key set; raises FileExistsError rather than overwrite any key."""
+    directory = Path(directory)
+    for role in Role:
+        if (directory / role.value).exists():
+            raise FileExistsError(str(directory / role.value))
+    directory.mkdir(parents=True, exist_ok=True)
+    secret_dir = directory / Role.SECRET.value
+    secret_dir.mkdir(mode=0o700)
+    _write(secret_dir / CONTEXT_FILE, keyset.secret.context, 0o600)
+    _write(secret_dir / META_FILE, _json(keyset.secret.meta()), 0o600)
+    _write(secret_dir / SIGNING_KEY_FILE, keyset.signing_key.to_pem(), 0o600)
+    for bundle in (keyset.evaluation, keyset.public):
+        sub = directory / bundle.role.value
+        sub.mkdir(mode=0o755)
+        meta = bundle.meta()
+        if bundle.role is Role.PUBLIC:
+            meta.update(description=keyset.description.to_dict(), signature=keyset.signature)
+        _write(sub / CONTEXT_FILE, bundle.context, 0o644)
+        _write(sub / META_FILE, _json(meta), 0o644)
+    _write(directory / Role.PUBLIC.value / SIGNING_PUB_FILE, keyset.signing_key.verify_key.to_pem(), 0o644)
+
+
+def _read_meta(sub: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((sub / META_FILE).read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(f"{sub / META_FILE} is missing; run 'veilface keys init DIR' first") from None
+    except json.JSONDecodeError:
+        raise ConfigurationError(f"{sub / META_FILE} is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise ConfigurationError(f"{sub / META_FILE} is not a JSON object")
+    return meta
+
+
+def read_bundle(directory: Path, role: Role) -> KeyBundle:
+    sub = Path(directory) / role.value
+    try:
+        context = (sub / CONTEXT_FILE).read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(f"{sub / CONTEXT_FILE} is missing; run 'veilface keys init DIR' first") from None
+    return KeyBundle.from_parts(context, _read_meta(sub), role=role)
+
+
+def read_public_description(directory: Path) -> tuple[PublicDescription, str]:
+    """The signed description of the public bundle and the authority's signature over it."""
+    meta = _read_meta(Path(directory) / Role.PUBLIC.value)
+    description, signature = meta.get("description"), meta.get("signature")
+    if not isinstance(description, dict) or not isinstance(signature, str):
+        raise ConfigurationError("public/meta.json lacks the authority's signed description")
+    return PublicDescription.from_dict(description), signature
+
+
+def read_signing_key(directory: Path) -> SigningKey:
+    path = Path(directory) / Role.SECRET.value / SIGNING_KEY_FILE
+    try:
+        return SigningKey.from_pem(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path} is missing") from None
+
+
+def read_verify_key(path: Path) -> VerifyKey:
+    try:
+        return VerifyKey.from_pem(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise ConfigurationError(f"authority key {path} does not exist") from None
