@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from veilface.crypto import DEFAULT_PRESET, PRESETS, ConfigurationError, VeilfaceError, key_ceremony
 
 app = typer.Typer(
@@ -49,7 +47,9 @@ def fail(message: str, code: int = 3) -> typer.Exit:
 
 @keys_app.command("init")
 def keys_init(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write secret/, evaluation/, public/.")],
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Where to write secret/, evaluation/, public/.")
+    ],
     preset: Annotated[
         str, typer.Option(help=f"CKKS parameter preset ({', '.join(PRESETS)}).")
     ] = DEFAULT_PRESET,
@@ -64,13 +64,18 @@ def keys_init(
         keyset = key_ceremony(preset, model_id=model_id, dimension=dimension)
         write_keyset(directory, keyset)
     except FileExistsError:
-        raise fail(f"{directory} already holds keys; refusing to overwrite them (choose another DIR)") from None
+        raise fail(
+            f"{directory} already holds keys; refusing to overwrite them (choose another DIR)"
+        ) from None
     except VeilfaceError as exc:
         raise fail(exc.message) from None
     fingerprint = keyset.signing_key.verify_key.fingerprint
     if json_out:
-        typer.echo(json.dumps({"key_id": keyset.key_id, "preset": preset, "model_id": model_id,
-                               "fingerprint": fingerprint}))
+        typer.echo(
+            json.dumps(
+                {"key_id": keyset.key_id, "preset": preset, "model_id": model_id, "fingerprint": fingerprint}
+            )
+        )
     else:
         typer.echo(f"key_id       {keyset.key_id}")
         typer.echo(f"preset       {preset}")

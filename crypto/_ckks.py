@@ -9,6 +9,7 @@ One ciphertext multiply, no rotation keys, no rescale.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from ._protocol import (
     outcome_from_signs,
     prepare_embedding,
 )
-from ._seal_io import SealFiles, check_ciphertext_layout, ciphertext_size
+from ._seal_io import SealFiles, check_ciphertext_layout, ciphertext_polys, ciphertext_size, plaintext_values
 
 SCHEME = "ckks"
 
@@ -54,7 +55,11 @@ class _CkksBase:
 
     def _load(self, data: bytes, *, scale: float) -> sealapi.Ciphertext:
         check_ciphertext_layout(
-            data, parms_id=self._parms_id, poly_modulus_degree=self._n, rns_primes=len(self._primes), scale=scale
+            data,
+            parms_id=self._parms_id,
+            poly_modulus_degree=self._n,
+            rns_primes=len(self._primes),
+            scale=scale,
         )
         ciphertext = sealapi.Ciphertext(self._seal)
         try:
@@ -108,6 +113,28 @@ def _uniform_mod(q: int, count: int) -> np.ndarray:
         values[rejected] = np.frombuffer(os.urandom(8 * n_bad), dtype=np.uint64) >> shift
 
 
+_LOW30 = (1 << 30) - 1
+
+
+def _dot_mod(values: np.ndarray, key_high: np.ndarray, key_low: np.ndarray, q: int) -> int:
+    """Exact <values, key> mod q for 60-bit operands, in 30-bit halves so no uint64 product overflows."""
+    high, low = values >> np.uint64(30), values & np.uint64(_LOW30)
+    top = _sum_mod(high * key_high, q)
+    middle = _sum_mod(high * key_low, q) + _sum_mod(low * key_high, q)
+    bottom = _sum_mod(low * key_low, q)
+    return ((top << 60) + (middle << 30) + bottom) % q
+
+
+def _crt(residues: list[int], primes: list[int], modulus: int) -> int:
+    """The centred integer in (-Q/2, Q/2] with the given residues."""
+    value = 0
+    for residue, q in zip(residues, primes, strict=True):
+        rest = modulus // q
+        value += residue * rest * pow(rest, -1, q)
+    value %= modulus
+    return value - modulus if value > modulus // 2 else value
+
+
 def _sum_mod(values: np.ndarray, q: int) -> int:
     """Exact sum of uint64 values below 2^62, modulo q (split so numpy's sums cannot overflow)."""
     high = int(np.sum(values >> np.uint64(32), dtype=np.uint64))
@@ -130,7 +157,11 @@ class CkksMatcherCipher(_CkksBase):
     def _open(self, data: bytes) -> sealapi.Ciphertext:
         envelope = Envelope.from_bytes(data, kind=EnvelopeKind.EMBEDDING)
         envelope.expect(
-            scheme=SCHEME, key_id=self.key_id, model_id=self.model_id, dimension=self.dimension, preset=self.preset
+            scheme=SCHEME,
+            key_id=self.key_id,
+            model_id=self.model_id,
+            dimension=self.dimension,
+            preset=self.preset,
         )
         return self._load(envelope.payload, scale=self._scale)
 
@@ -168,7 +199,7 @@ class CkksMatcherCipher(_CkksBase):
             products.append(score)
         parts = [
             self._files.ciphertext_bytes(self._blind(product, sign * r, t))
-            for product, (sign, t), r in zip(products, checks, factors)
+            for product, (sign, t), r in zip(products, checks, factors, strict=True)
         ]
         header = {"scheme": SCHEME, "key_id": self.key_id, "preset": self.preset, "purpose": purpose.value}
         return Envelope(EnvelopeKind.BLINDED, header, b"".join(parts)).to_bytes()
@@ -202,12 +233,17 @@ class CkksMatcherCipher(_CkksBase):
 
 
 class CkksAuthorityCipher(_CkksBase):
-    """The authority's side: decrypts blinded results and reads only their signs."""
+    """The authority's side: decrypts only the constant coefficient of blinded results, keeps its sign."""
 
     def __init__(self, bundle: KeyBundle) -> None:
         super().__init__(bundle, Role.SECRET)
-        self._decryptor = sealapi.Decryptor(self._seal, self.context.secret_key().data)
         self._product_scale = self._scale * self._scale
+        saved = self._files.uncompressed(self._files.save(self.context.secret_key().data))
+        # The secret key lives at the key level (data primes, then the special prime), in NTT form.
+        key = plaintext_values(saved).reshape(-1, self._n)[: len(self._primes)]
+        self._secret_halves = (key >> np.uint64(30), key & np.uint64(_LOW30))
+        self._n_inverse = [pow(self._n, -1, q) for q in self._primes]
+        self._modulus = math.prod(self._primes)
 
     def blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
         """sign * r * (v - t) per check. Only benchmarks and tests look at these; decide() keeps the sign."""
@@ -230,15 +266,22 @@ class CkksAuthorityCipher(_CkksBase):
         return purpose, outcome_from_signs(purpose, [value > 0.0 for value in values])
 
     def _constant_term(self, data: bytes) -> float:
-        """(N/2) * constant coefficient / scale, computed as the sum of the decoded slots' real parts.
+        """sign * r * (v - t), from the decryption's constant coefficient alone, computed exactly.
 
-        The slots are the plaintext's evaluations, so their sum is the constant coefficient up to float
-        rounding (about 1e-11 here, far below the CKKS noise); every other coefficient is masked.
+        Decryption is m = c0 + c1 * s in NTT form, and the constant coefficient of m is N^-1 times the sum
+        of its N NTT values, so one exact modular dot product per prime gives it without decrypting (or
+        even forming) any other coefficient.
         """
-        ciphertext = self._load(data, scale=self._product_scale)
-        plain = sealapi.Plaintext()
-        self._decryptor.decrypt(ciphertext, plain)
-        return float(np.sum(self._encoder.decode_double(plain)))
+        ciphertext = self._load(data, scale=self._product_scale)  # SEAL's own validity checks
+        del ciphertext
+        polys = ciphertext_polys(data, self._n, len(self._primes))
+        residues = []
+        for i, q in enumerate(self._primes):
+            c0, c1 = polys[0, i], polys[1, i]
+            total = _sum_mod(c0, q) + _dot_mod(c1, self._secret_halves[0][i], self._secret_halves[1][i], q)
+            residues.append(total * self._n_inverse[i] % q)
+        constant = _crt(residues, self._primes, self._modulus)
+        return constant * self._n / (2.0 * self._product_scale)
 
 
 def probe_digest(probe: bytes) -> str:

@@ -43,8 +43,16 @@ class DecisionRecord:
         if not isinstance(data, dict):
             raise SignatureError("decision record is not an object")
         values: dict[str, Any] = {}
-        for name in ("request_id", "subject_id", "subject_ref", "key_id", "issued_at", "client_nonce",
-                     "probe_sha256", "signature"):
+        for name in (
+            "request_id",
+            "subject_id",
+            "subject_ref",
+            "key_id",
+            "issued_at",
+            "client_nonce",
+            "probe_sha256",
+            "signature",
+        ):
             value = data.get(name)
             if not isinstance(value, str):
                 raise SignatureError(f"decision record field {name!r} is missing or not a string")

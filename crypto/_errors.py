@@ -3,7 +3,7 @@
     VeilfaceError                   root: catch this to catch everything veilface raises on purpose
     ├── ConfigurationError          unsafe or inconsistent set-up (insecure preset, secret key in the matcher)
     ├── InvalidEmbeddingError       an embedding that is not 1-D, finite, non-zero, of the expected dimension
-    ├── InvalidCiphertextError      bytes that do not parse, or belong to another key, model, dimension, preset
+    ├── InvalidCiphertextError      bytes that do not parse, or are for another key, model, dimension, preset
     ├── SignatureError              a bundle or decision record whose signature does not verify
     ├── ImageError                  (client) unreadable, corrupt or non-image input
     ├── FaceError                   (client) no face, several faces, face too small

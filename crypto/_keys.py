@@ -21,7 +21,7 @@ BUNDLE_FORMAT_VERSION = 1
 
 
 class Role(str, Enum):
-    SECRET = "secret"
+    SECRET = "secret"  # noqa: S105 (a role name, not a password)
     EVALUATION = "evaluation"
     PUBLIC = "public"
 
@@ -181,13 +181,13 @@ def make_context(preset: Preset, *, allow_insecure: bool = False) -> ts.Context:
     return context
 
 
-def key_ceremony(
-    preset_name: str, *, model_id: str, dimension: int, allow_insecure: bool = False
-) -> KeySet:
+def key_ceremony(preset_name: str, *, model_id: str, dimension: int, allow_insecure: bool = False) -> KeySet:
     """Generate a CKKS key set and the authority's Ed25519 key; sign the public bundle's description."""
     preset = get_preset(preset_name, allow_insecure=allow_insecure)
     if dimension < 1 or dimension > preset.slots:
-        raise ConfigurationError(f"dimension {dimension} does not fit the {preset.slots} slots of {preset.name}")
+        raise ConfigurationError(
+            f"dimension {dimension} does not fit the {preset.slots} slots of {preset.name}"
+        )
     context = make_context(preset, allow_insecure=allow_insecure)
     context.generate_relin_keys()
     key_id = compute_key_id(context)
@@ -199,15 +199,17 @@ def key_ceremony(
         Role.EVALUATION,
         preset.name,
         key_id,
-        public_ctx.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=False,
-                             save_relin_keys=True),
+        public_ctx.serialize(
+            save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=True
+        ),
     )
     public = KeyBundle(
         Role.PUBLIC,
         preset.name,
         key_id,
-        public_ctx.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=False,
-                             save_relin_keys=False),
+        public_ctx.serialize(
+            save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=False
+        ),
     )
     signing_key = SigningKey.generate()
     description = PublicDescription(
@@ -236,7 +238,9 @@ def open_context(bundle: KeyBundle, *, allow_insecure: bool = False) -> tuple[ts
             "(use DIR/evaluation for the matcher and DIR/public for clients)"
         )
     if bundle.role is not Role.SECRET and context.has_galois_keys():
-        raise ConfigurationError(f"{bundle.role.value} bundle holds rotation keys, which veilface never issues")
+        raise ConfigurationError(
+            f"{bundle.role.value} bundle holds rotation keys, which veilface never issues"
+        )
     if bundle.role is Role.EVALUATION and not context.has_relin_keys():
         raise ConfigurationError("evaluation bundle lacks relinearisation keys")
     parms = context.seal_context().data.first_context_data().parms()

@@ -69,11 +69,15 @@ class PlaintextMatcherCipher(_PlainBase):
         return self._blinded(Purpose.VERIFY, [norm, norm, float(stored @ fresh)], threshold, blinding)
 
     def _blinded(
-        self, purpose: Purpose, values: list[float], threshold: float | None, blinding: Sequence[int] | None = None
+        self,
+        purpose: Purpose,
+        values: list[float],
+        threshold: float | None,
+        blinding: Sequence[int] | None = None,
     ) -> bytes:
         checks = checks_for(purpose, threshold)
         factors = list(blinding) if blinding is not None else [blinding_factor() for _ in checks]
-        blinded = [sign * r * (v - t) for v, (sign, t), r in zip(values, checks, factors)]
+        blinded = [sign * r * (v - t) for v, (sign, t), r in zip(values, checks, factors, strict=True)]
         header = {"scheme": SCHEME, "key_id": self.key_id, "preset": PRESET, "purpose": purpose.value}
         return Envelope(EnvelopeKind.BLINDED, header, np.asarray(blinded, dtype="<f8").tobytes()).to_bytes()
 

@@ -36,7 +36,8 @@ _DYN_SIZE = struct.Struct("<Q")
 
 
 def _private_dir() -> str:
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    shm = "/dev/shm"  # noqa: S108 (mkdtemp below makes a private 0700 directory in it)
+    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
     path = tempfile.mkdtemp(prefix="veilface-seal-", dir=base)
     atexit.register(shutil.rmtree, path, True)
     return path
@@ -157,3 +158,20 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+_CT_DATA_OFFSET = SEAL_HEADER_SIZE + _CT_MEMBERS.size + SEAL_HEADER_SIZE + _DYN_SIZE.size
+_PT_DATA_OFFSET = SEAL_HEADER_SIZE + _PT_MEMBERS.size + SEAL_HEADER_SIZE + _DYN_SIZE.size
+
+
+def ciphertext_polys(data: bytes, poly_modulus_degree: int, rns_primes: int) -> np.ndarray:
+    """The (c0, c1) NTT-form RNS values of a layout-checked ciphertext, shape (2, rns_primes, N)."""
+    count = 2 * rns_primes * poly_modulus_degree
+    values = np.frombuffer(data, dtype="<u8", count=count, offset=_CT_DATA_OFFSET)
+    return values.reshape(2, rns_primes, poly_modulus_degree)
+
+
+def plaintext_values(saved_uncompressed: bytes) -> np.ndarray:
+    """The data of an uncompressed SEAL plaintext (a SecretKey saves as its plaintext)."""
+    (count,) = _DYN_SIZE.unpack_from(saved_uncompressed, _PT_DATA_OFFSET - _DYN_SIZE.size)
+    return np.frombuffer(saved_uncompressed, dtype="<u8", count=count, offset=_PT_DATA_OFFSET).copy()

@@ -85,7 +85,9 @@ class VerifyKey:
         try:
             self._key.verify(signature, message)
         except InvalidSignature:
-            raise SignatureError(f"{what} signature does not verify under the configured authority key") from None
+            raise SignatureError(
+                f"{what} signature does not verify under the configured authority key"
+            ) from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, VerifyKey) and self.to_pem() == other.to_pem()

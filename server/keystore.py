@@ -67,7 +67,9 @@ def _read_meta(sub: Path) -> dict[str, Any]:
     try:
         meta = json.loads((sub / META_FILE).read_text())
     except FileNotFoundError:
-        raise ConfigurationError(f"{sub / META_FILE} is missing; run 'veilface keys init DIR' first") from None
+        raise ConfigurationError(
+            f"{sub / META_FILE} is missing; run 'veilface keys init DIR' first"
+        ) from None
     except json.JSONDecodeError:
         raise ConfigurationError(f"{sub / META_FILE} is not valid JSON") from None
     if not isinstance(meta, dict):
@@ -80,7 +82,9 @@ def read_bundle(directory: Path, role: Role) -> KeyBundle:
     try:
         context = (sub / CONTEXT_FILE).read_bytes()
     except FileNotFoundError:
-        raise ConfigurationError(f"{sub / CONTEXT_FILE} is missing; run 'veilface keys init DIR' first") from None
+        raise ConfigurationError(
+            f"{sub / CONTEXT_FILE} is missing; run 'veilface keys init DIR' first"
+        ) from None
     return KeyBundle.from_parts(context, _read_meta(sub), role=role)
 
 
