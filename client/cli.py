@@ -47,12 +47,8 @@ def fail(message: str, code: int = 3) -> typer.Exit:
 
 @keys_app.command("init")
 def keys_init(
-    directory: Annotated[
-        Path, typer.Argument(metavar="DIR", help="Where to write secret/, evaluation/, public/.")
-    ],
-    preset: Annotated[
-        str, typer.Option(help=f"CKKS parameter preset ({', '.join(PRESETS)}).")
-    ] = DEFAULT_PRESET,
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write secret/, evaluation/, public/.")],
+    preset: Annotated[str, typer.Option(help=f"CKKS parameter preset ({', '.join(PRESETS)}).")] = DEFAULT_PRESET,
     model_id: Annotated[str, typer.Option(help="Embedding model this deployment uses.")] = DEFAULT_MODEL_ID,
     dimension: Annotated[int, typer.Option(help="Embedding dimension of that model.")] = DEFAULT_DIMENSION,
     json_out: Annotated[bool, typer.Option("--json", help="Print key_id and fingerprint as JSON.")] = False,
@@ -64,17 +60,13 @@ def keys_init(
         keyset = key_ceremony(preset, model_id=model_id, dimension=dimension)
         write_keyset(directory, keyset)
     except FileExistsError:
-        raise fail(
-            f"{directory} already holds keys; refusing to overwrite them (choose another DIR)"
-        ) from None
+        raise fail(f"{directory} already holds keys; refusing to overwrite them (choose another DIR)") from None
     except VeilfaceError as exc:
         raise fail(exc.message) from None
     fingerprint = keyset.signing_key.verify_key.fingerprint
     if json_out:
         typer.echo(
-            json.dumps(
-                {"key_id": keyset.key_id, "preset": preset, "model_id": model_id, "fingerprint": fingerprint}
-            )
+            json.dumps({"key_id": keyset.key_id, "preset": preset, "model_id": model_id, "fingerprint": fingerprint})
         )
     else:
         typer.echo(f"key_id       {keyset.key_id}")

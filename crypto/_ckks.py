@@ -21,11 +21,12 @@ from ._envelope import Envelope, EnvelopeKind
 from ._errors import ConfigurationError, InvalidCiphertextError
 from ._keys import KeyBundle, Role, open_context
 from ._protocol import (
+    NORM_GAIN,
     Outcome,
     Purpose,
     blinding_factor,
     checks_for,
-    outcome_from_signs,
+    outcome_from_values,
     prepare_embedding,
 )
 from ._seal_io import SealFiles, check_ciphertext_layout, ciphertext_polys, ciphertext_size, plaintext_values
@@ -151,7 +152,15 @@ class CkksMatcherCipher(_CkksBase):
         self.dimension = dimension
         self._evaluator = sealapi.Evaluator(self._seal)
         self._encryptor = sealapi.Encryptor(self._seal, self.context.public_key().data)
-        self._relin_keys = self.context.relin_keys().data
+        self._relin_keys = sealapi.RelinKeys()
+        self._conjugation_keys = sealapi.GaloisKeys()
+        try:
+            self._files.load(self._relin_keys, self._seal, bundle.relin_keys)
+            self._files.load(self._conjugation_keys, self._seal, bundle.conjugation_keys)
+        except (RuntimeError, ValueError):
+            raise ConfigurationError("evaluation bundle's relin.bin or conjugation.bin does not parse") from None
+        if not self._conjugation_keys.has_key(2 * self._n - 1):
+            raise ConfigurationError("evaluation bundle's conjugation.bin holds no conjugation key")
         self._product_scale = self._scale * self._scale
 
     def _open(self, data: bytes) -> sealapi.Ciphertext:
@@ -187,19 +196,29 @@ class CkksMatcherCipher(_CkksBase):
         blinding: Sequence[int] | None = None,
     ) -> bytes:
         checks = checks_for(purpose, threshold)
-        factors = list(blinding) if blinding is not None else [blinding_factor() for _ in checks]
+        factors = list(blinding) if blinding is not None else [blinding_factor(bits) for _, _, bits in checks]
+        # |p|^2 as p * conj(p): the constant coefficient is then (2/N) sum |z_k|^2, positive definite.
+        # Squaring would give sum Re(z_k^2), which imaginary parts can cancel while the real parts grow.
+        gained, conjugate, gain = (
+            sealapi.Ciphertext(self._seal),
+            sealapi.Ciphertext(self._seal),
+            sealapi.Plaintext(),
+        )
+        self._encoder.encode(float(NORM_GAIN), probe.parms_id(), 1.0, gain)
+        self._evaluator.multiply_plain(probe, gain, gained)
+        self._evaluator.complex_conjugate(gained, self._conjugation_keys, conjugate)
         products = []
-        for _ in range(2):  # sealapi has no ciphertext copy; squaring twice costs ~50 us
-            square = sealapi.Ciphertext(self._seal)
-            self._evaluator.square(probe, square)
-            products.append(square)
+        for _ in range(2):  # sealapi has no ciphertext copy; multiplying twice costs ~50 us
+            norm = sealapi.Ciphertext(self._seal)
+            self._evaluator.multiply(probe, conjugate, norm)
+            products.append(norm)
         if template is not None:
             score = sealapi.Ciphertext(self._seal)
             self._evaluator.multiply(template, probe, score)
             products.append(score)
         parts = [
             self._files.ciphertext_bytes(self._blind(product, sign * r, t))
-            for product, (sign, t), r in zip(products, checks, factors, strict=True)
+            for product, (sign, t, _), r in zip(products, checks, factors, strict=True)
         ]
         header = {"scheme": SCHEME, "key_id": self.key_id, "preset": self.preset, "purpose": purpose.value}
         return Envelope(EnvelopeKind.BLINDED, header, b"".join(parts)).to_bytes()
@@ -263,7 +282,7 @@ class CkksAuthorityCipher(_CkksBase):
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
         purpose, values = self.blinded_values(blinded)
-        return purpose, outcome_from_signs(purpose, [value > 0.0 for value in values])
+        return purpose, outcome_from_values(purpose, values)
 
     def _constant_term(self, data: bytes) -> float:
         """sign * r * (v - t), from the decryption's constant coefficient alone, computed exactly.

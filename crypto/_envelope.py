@@ -49,9 +49,7 @@ class Envelope:
                 field="format_version",
             )
         if raw_kind != int(kind):
-            raise InvalidCiphertextError(
-                f"envelope holds the wrong kind of object ({raw_kind})", field="kind"
-            )
+            raise InvalidCiphertextError(f"envelope holds the wrong kind of object ({raw_kind})", field="kind")
         end = _PREFIX.size + header_len
         if header_len > MAX_HEADER or end > len(data):
             raise InvalidCiphertextError("envelope header is truncated or too long", field="envelope")

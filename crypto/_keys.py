@@ -35,6 +35,10 @@ class KeyBundle:
     key_id: str
     context: bytes = field(repr=False)
     format_version: int = BUNDLE_FORMAT_VERSION
+    # Evaluation bundle only: SEAL's seeded key-switching keys, stored beside the context (half the size
+    # of TenSEAL's unseeded copies), for relinearisation and for complex conjugation (the norm check).
+    relin_keys: bytes = field(default=b"", repr=False)
+    conjugation_keys: bytes = field(default=b"", repr=False)
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -45,7 +49,15 @@ class KeyBundle:
         }
 
     @classmethod
-    def from_parts(cls, context: bytes, meta: dict[str, Any], *, role: Role) -> KeyBundle:
+    def from_parts(
+        cls,
+        context: bytes,
+        meta: dict[str, Any],
+        *,
+        role: Role,
+        relin_keys: bytes = b"",
+        conjugation_keys: bytes = b"",
+    ) -> KeyBundle:
         """Rebuild a bundle from ``context.bin`` and ``meta.json``; checks the fields, not the keys."""
         if meta.get("format_version") != BUNDLE_FORMAT_VERSION:
             raise ConfigurationError(
@@ -57,7 +69,18 @@ class KeyBundle:
         preset, key_id = meta.get("preset"), meta.get("key_id")
         if not isinstance(preset, str) or not isinstance(key_id, str):
             raise ConfigurationError("key bundle meta.json lacks preset or key_id")
-        return cls(role=role, preset=preset, key_id=key_id, context=context)
+        return cls(
+            role=role,
+            preset=preset,
+            key_id=key_id,
+            context=context,
+            relin_keys=relin_keys,
+            conjugation_keys=conjugation_keys,
+        )
+
+    @property
+    def size(self) -> int:
+        return len(self.context) + len(self.relin_keys) + len(self.conjugation_keys)
 
     @property
     def sha256(self) -> str:
@@ -153,14 +176,11 @@ def _check_security(preset: Preset, allow_insecure: bool) -> None:
     """Let SEAL itself enforce the 128-bit table, as a second check beside the preset's own."""
     parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
     parms.set_poly_modulus_degree(preset.poly_modulus_degree)
-    parms.set_coeff_modulus(
-        sealapi.CoeffModulus.Create(preset.poly_modulus_degree, list(preset.coeff_mod_bit_sizes))
-    )
+    parms.set_coeff_modulus(sealapi.CoeffModulus.Create(preset.poly_modulus_degree, list(preset.coeff_mod_bit_sizes)))
     context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
     if not context.parameters_set() and not allow_insecure:
         raise ConfigurationError(
-            f"preset {preset.name}: SEAL refuses it at 128-bit security "
-            f"({context.parameters_error_message()})"
+            f"preset {preset.name}: SEAL refuses it at 128-bit security ({context.parameters_error_message()})"
         )
 
 
@@ -185,32 +205,31 @@ def key_ceremony(preset_name: str, *, model_id: str, dimension: int, allow_insec
     """Generate a CKKS key set and the authority's Ed25519 key; sign the public bundle's description."""
     preset = get_preset(preset_name, allow_insecure=allow_insecure)
     if dimension < 1 or dimension > preset.slots:
-        raise ConfigurationError(
-            f"dimension {dimension} does not fit the {preset.slots} slots of {preset.name}"
-        )
+        raise ConfigurationError(f"dimension {dimension} does not fit the {preset.slots} slots of {preset.name}")
     context = make_context(preset, allow_insecure=allow_insecure)
-    context.generate_relin_keys()
     key_id = compute_key_id(context)
     secret = KeyBundle(Role.SECRET, preset.name, key_id, context.serialize(save_secret_key=True))
 
+    seal = context.seal_context().data
+    generator = sealapi.KeyGenerator(seal, context.secret_key().data)
+    relin_keys = _seal_files.save(generator.create_relin_keys())
+    conjugation = 2 * preset.poly_modulus_degree - 1  # the Galois element of complex conjugation
+    conjugation_keys = _seal_files.save(generator.create_galois_keys([conjugation]))
+
     public_ctx = context.copy()
     public_ctx.make_context_public(generate_galois_keys=False, generate_relin_keys=False)
+    public_context = public_ctx.serialize(
+        save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=False
+    )
     evaluation = KeyBundle(
         Role.EVALUATION,
         preset.name,
         key_id,
-        public_ctx.serialize(
-            save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=True
-        ),
+        public_context,
+        relin_keys=relin_keys,
+        conjugation_keys=conjugation_keys,
     )
-    public = KeyBundle(
-        Role.PUBLIC,
-        preset.name,
-        key_id,
-        public_ctx.serialize(
-            save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=False
-        ),
-    )
+    public = KeyBundle(Role.PUBLIC, preset.name, key_id, public_context)
     signing_key = SigningKey.generate()
     description = PublicDescription(
         key_id=key_id,
@@ -238,11 +257,9 @@ def open_context(bundle: KeyBundle, *, allow_insecure: bool = False) -> tuple[ts
             "(use DIR/evaluation for the matcher and DIR/public for clients)"
         )
     if bundle.role is not Role.SECRET and context.has_galois_keys():
-        raise ConfigurationError(
-            f"{bundle.role.value} bundle holds rotation keys, which veilface never issues"
-        )
-    if bundle.role is Role.EVALUATION and not context.has_relin_keys():
-        raise ConfigurationError("evaluation bundle lacks relinearisation keys")
+        raise ConfigurationError(f"{bundle.role.value} bundle holds rotation keys, which veilface never issues")
+    if bundle.role is Role.EVALUATION and not (bundle.relin_keys and bundle.conjugation_keys):
+        raise ConfigurationError("evaluation bundle lacks relinearisation or conjugation keys")
     parms = context.seal_context().data.first_context_data().parms()
     bits = tuple(m.bit_count() for m in parms.coeff_modulus())
     if parms.poly_modulus_degree() != preset.poly_modulus_degree or bits != preset.coeff_mod_bit_sizes[:-1]:

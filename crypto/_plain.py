@@ -13,7 +13,15 @@ import numpy as np
 
 from ._envelope import Envelope, EnvelopeKind
 from ._errors import InvalidCiphertextError
-from ._protocol import Outcome, Purpose, blinding_factor, checks_for, outcome_from_signs, prepare_embedding
+from ._protocol import (
+    NORM_GAIN,
+    Outcome,
+    Purpose,
+    blinding_factor,
+    checks_for,
+    outcome_from_values,
+    prepare_embedding,
+)
 
 SCHEME = "plaintext"
 PRESET = "plaintext-insecure"
@@ -59,13 +67,13 @@ class PlaintextMatcherCipher(_PlainBase):
 
     def blind_norm(self, template: bytes) -> bytes:
         vector = self._open(template)
-        return self._blinded(Purpose.ENROL, [float(vector @ vector)] * 2, None)
+        return self._blinded(Purpose.ENROL, [NORM_GAIN * float(vector @ vector)] * 2, None)
 
     def compare(
         self, template: bytes, probe: bytes, threshold: float, *, blinding: Sequence[int] | None = None
     ) -> bytes:
         stored, fresh = self._open(template), self._open(probe)
-        norm = float(fresh @ fresh)
+        norm = NORM_GAIN * float(fresh @ fresh)
         return self._blinded(Purpose.VERIFY, [norm, norm, float(stored @ fresh)], threshold, blinding)
 
     def _blinded(
@@ -76,8 +84,8 @@ class PlaintextMatcherCipher(_PlainBase):
         blinding: Sequence[int] | None = None,
     ) -> bytes:
         checks = checks_for(purpose, threshold)
-        factors = list(blinding) if blinding is not None else [blinding_factor() for _ in checks]
-        blinded = [sign * r * (v - t) for v, (sign, t), r in zip(values, checks, factors, strict=True)]
+        factors = list(blinding) if blinding is not None else [blinding_factor(bits) for _, _, bits in checks]
+        blinded = [sign * r * (v - t) for v, (sign, t, _), r in zip(values, checks, factors, strict=True)]
         header = {"scheme": SCHEME, "key_id": self.key_id, "preset": PRESET, "purpose": purpose.value}
         return Envelope(EnvelopeKind.BLINDED, header, np.asarray(blinded, dtype="<f8").tobytes()).to_bytes()
 
@@ -96,4 +104,4 @@ class PlaintextAuthorityCipher(_PlainBase):
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
         purpose, values = self.blinded_values(blinded)
-        return purpose, outcome_from_signs(purpose, [value > 0.0 for value in values])
+        return purpose, outcome_from_values(purpose, values)

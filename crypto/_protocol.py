@@ -15,6 +15,17 @@ from ._presets import MAX_BLINDING_BITS
 
 # A probe or template must have 1 - eps <= |x|^2 <= 1 + eps. Scaling by 1.2 gives 1.44; CKKS error is ~1e-5.
 NORM_TOLERANCE = 0.01
+# The norm check compares c |p|^2 with c (1 +- eps): the matcher scales the probe by the integer c before
+# conjugating it, so the conjugation's key-switching noise (q/P = 2^11 at N=4096; |p|^2 error up to 0.027
+# at c = 1) shrinks c times relative to the value. r * c * (2 eps) must stay inside the 2^12 the modulus
+# leaves at N=4096 (Delta^2 2/N = 2^47, q/2 ~ 2^59), so the norm checks draw r from [1, 2^4] (what they
+# blur is |p|^2 - 1, the same for every honest probe), the score from [1, 2^10]: 16 * 2048 * 0.021 = 688.
+NORM_GAIN = 2048
+NORM_BLINDING_BITS = 4
+# Largest |r (v - t)| an honest value can have.
+_SLACK = 1e-3
+NORM_VALUE_BOUND = (1 << NORM_BLINDING_BITS) * NORM_GAIN * (2 * NORM_TOLERANCE + _SLACK)
+SCORE_VALUE_BOUND = (1 << MAX_BLINDING_BITS) * (2 + 2 * NORM_TOLERANCE + _SLACK)
 
 
 class Outcome(str, Enum):
@@ -53,35 +64,41 @@ def prepare_embedding(embedding: Any, dimension: int) -> np.ndarray:
     return vector / norm
 
 
-def blinding_factor() -> int:
-    """A fresh r, log-uniform in [1, 2**10], from the operating system's CSPRNG."""
+def blinding_factor(bits: int = MAX_BLINDING_BITS) -> int:
+    """A fresh r, log-uniform in [1, 2**bits], from the operating system's CSPRNG."""
     u = secrets.randbits(53) / float(1 << 53)
-    return max(1, min(1 << MAX_BLINDING_BITS, int(2.0 ** (u * MAX_BLINDING_BITS))))
+    return max(1, min(1 << bits, int(2.0 ** (u * bits))))
 
 
-def checks_for(purpose: Purpose, threshold: float | None) -> list[tuple[int, float]]:
-    """(sign, t) per blinded value; a value sign * r * (v - t) > 0 means the check passed.
+def checks_for(purpose: Purpose, threshold: float | None) -> list[tuple[int, float, int]]:
+    """(sign, t, bits of r) per blinded value; a value sign * r * (v - t) > 0 means the check passed.
 
-    Order: |p|^2 > 1 - eps, |p|^2 < 1 + eps, then (for verification) score > threshold.
+    Order: c |p|^2 > c (1 - eps), c |p|^2 < c (1 + eps), then (for verification) score > threshold.
     """
-    checks = [(1, 1.0 - NORM_TOLERANCE), (-1, 1.0 + NORM_TOLERANCE)]
+    checks = [
+        (1, NORM_GAIN * (1.0 - NORM_TOLERANCE), NORM_BLINDING_BITS),
+        (-1, NORM_GAIN * (1.0 + NORM_TOLERANCE), NORM_BLINDING_BITS),
+    ]
     if purpose is Purpose.VERIFY:
         if threshold is None or not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
             raise InvalidEmbeddingError("threshold must be a finite cosine similarity in [-1, 1]")
-        checks.append((1, float(threshold)))
+        checks.append((1, float(threshold), MAX_BLINDING_BITS))
     return checks
 
 
-def outcome_from_signs(purpose: Purpose, passed: Sequence[bool]) -> Outcome:
-    if len(passed) != purpose.checks:
+def outcome_from_values(purpose: Purpose, values: Sequence[float]) -> Outcome:
+    """One decision from the blinded values: their signs, and bounds that catch wrapped-around values."""
+    if len(values) != purpose.checks:
         raise InvalidCiphertextError(
-            f"expected {purpose.checks} blinded values for {purpose.value}, got {len(passed)}", field="checks"
+            f"expected {purpose.checks} blinded values for {purpose.value}, got {len(values)}", field="checks"
         )
-    if not (passed[0] and passed[1]):
+    if not all(0.0 < value <= NORM_VALUE_BOUND for value in values[:2]):
         return Outcome.NOT_NORMALISED
     if purpose is Purpose.ENROL:
         return Outcome.NORMALISED
-    return Outcome.MATCH if passed[2] else Outcome.NO_MATCH
+    if abs(values[2]) > SCORE_VALUE_BOUND:
+        return Outcome.NOT_NORMALISED
+    return Outcome.MATCH if values[2] > 0.0 else Outcome.NO_MATCH
 
 
 class ClientCipher(Protocol):

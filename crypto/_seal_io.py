@@ -144,9 +144,7 @@ def check_ciphertext_layout(
     fields = _CT_MEMBERS.unpack_from(data, SEAL_HEADER_SIZE)
     pid, ntt, size, n, rns, ct_scale = list(fields[:4]), fields[4], fields[5], fields[6], fields[7], fields[8]
     if pid != parms_id or n != poly_modulus_degree or rns != rns_primes:
-        raise InvalidCiphertextError(
-            "ciphertext was made under other parameters or at another level", field="level"
-        )
+        raise InvalidCiphertextError("ciphertext was made under other parameters or at another level", field="level")
     if ntt != 1 or size != 2:
         raise InvalidCiphertextError("ciphertext is not a fresh two-part NTT-form ciphertext", field="size")
     if ct_scale != scale:

@@ -70,9 +70,7 @@ class VerifyKey:
         return cls(key)
 
     def to_pem(self) -> bytes:
-        return self._key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return self._key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     @property
     def fingerprint(self) -> str:
@@ -85,9 +83,7 @@ class VerifyKey:
         try:
             self._key.verify(signature, message)
         except InvalidSignature:
-            raise SignatureError(
-                f"{what} signature does not verify under the configured authority key"
-            ) from None
+            raise SignatureError(f"{what} signature does not verify under the configured authority key") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, VerifyKey) and self.to_pem() == other.to_pem()

@@ -23,6 +23,8 @@ from veilface.crypto import (
 )
 
 CONTEXT_FILE = "context.bin"
+RELIN_FILE = "relin.bin"
+CONJUGATION_FILE = "conjugation.bin"
 META_FILE = "meta.json"
 SIGNING_KEY_FILE = "signing.key"
 SIGNING_PUB_FILE = "signing.pub"
@@ -60,6 +62,9 @@ def write_keyset(directory: Path, keyset: KeySet) -> None:
             meta.update(description=keyset.description.to_dict(), signature=keyset.signature)
         _write(sub / CONTEXT_FILE, bundle.context, 0o644)
         _write(sub / META_FILE, _json(meta), 0o644)
+        if bundle.role is Role.EVALUATION:
+            _write(sub / RELIN_FILE, bundle.relin_keys, 0o644)
+            _write(sub / CONJUGATION_FILE, bundle.conjugation_keys, 0o644)
     _write(directory / Role.PUBLIC.value / SIGNING_PUB_FILE, keyset.signing_key.verify_key.to_pem(), 0o644)
 
 
@@ -67,9 +72,7 @@ def _read_meta(sub: Path) -> dict[str, Any]:
     try:
         meta = json.loads((sub / META_FILE).read_text())
     except FileNotFoundError:
-        raise ConfigurationError(
-            f"{sub / META_FILE} is missing; run 'veilface keys init DIR' first"
-        ) from None
+        raise ConfigurationError(f"{sub / META_FILE} is missing; run 'veilface keys init DIR' first") from None
     except json.JSONDecodeError:
         raise ConfigurationError(f"{sub / META_FILE} is not valid JSON") from None
     if not isinstance(meta, dict):
@@ -82,10 +85,15 @@ def read_bundle(directory: Path, role: Role) -> KeyBundle:
     try:
         context = (sub / CONTEXT_FILE).read_bytes()
     except FileNotFoundError:
-        raise ConfigurationError(
-            f"{sub / CONTEXT_FILE} is missing; run 'veilface keys init DIR' first"
-        ) from None
-    return KeyBundle.from_parts(context, _read_meta(sub), role=role)
+        raise ConfigurationError(f"{sub / CONTEXT_FILE} is missing; run 'veilface keys init DIR' first") from None
+    extras: dict[str, bytes] = {}
+    if role is Role.EVALUATION:
+        for name, filename in (("relin_keys", RELIN_FILE), ("conjugation_keys", CONJUGATION_FILE)):
+            try:
+                extras[name] = (sub / filename).read_bytes()
+            except FileNotFoundError:
+                raise ConfigurationError(f"{sub / filename} is missing; the evaluation bundle is incomplete") from None
+    return KeyBundle.from_parts(context, _read_meta(sub), role=role, **extras)
 
 
 def read_public_description(directory: Path) -> tuple[PublicDescription, str]:

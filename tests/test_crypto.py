@@ -57,15 +57,18 @@ def test_scores_match_numpy(keyset: vc.KeySet, dim: int) -> None:
     matcher = vc.CkksMatcherCipher(keyset.evaluation, model_id=MODEL, dimension=dim)
     authority = vc.CkksAuthorityCipher(keyset.secret)
     pairs = 200 if preset == vc.DEFAULT_PRESET else 60  # the larger preset is ~4x slower
-    errors = []
+    errors, norm_errors = [], []
     for i, (a, b) in enumerate(correlated_pairs(dim + len(preset), pairs, dim)):
         r = 1 + i % 1024  # known factors so the test can undo the blinding
         threshold = 0.25
         blinded = matcher.compare(client.encrypt(a), client.encrypt(b), threshold, blinding=[1, 1, r])
         _, values = authority.blinded_values(blinded)
         errors.append(abs(values[2] / r + threshold - float(a @ b)))
-        assert abs(values[0] - (1.0 - vc.NORM_TOLERANCE - 1.0) * -1) < 1e-3  # |p|^2 - (1 - eps) = eps
+        # values[0] = c (|p|^2 - (1 - eps)), so |p|^2 - 1 = values[0] / c - eps
+        norm_errors.append(abs(values[0] / _protocol.NORM_GAIN - vc.NORM_TOLERANCE))
     assert max(errors) < TOLERANCE[preset], max(errors)
+    # the norm check's error (conjugation noise) must stay far inside the tolerance eps = 0.01
+    assert max(norm_errors) < vc.NORM_TOLERANCE / 10, max(norm_errors)
 
 
 @pytest.mark.parametrize("dim", [128, 512])
@@ -108,6 +111,54 @@ def test_scaled_probe_is_refused(default_keys: vc.KeySet, factor: float) -> None
     # the honest probe of the same face passes both
     assert authority.decide(matcher.compare(template, client.encrypt(a), 0.5))[1] is vc.Outcome.MATCH
     assert authority.decide(matcher.blind_norm(template))[1] is vc.Outcome.NORMALISED
+
+
+def _complex_probe(client: vc.CkksClientCipher, slots: np.ndarray) -> bytes:
+    """A probe whose slots are complex: what a client writing its own encoder could send."""
+    plain, ciphertext = sealapi.Plaintext(), sealapi.Ciphertext(client._seal)
+    padded = list(slots.astype(complex)) + [0j] * (client._n // 2 - len(slots))
+    client._encoder.encode(padded, client._scale, plain)
+    client._encryptor.encrypt(plain, ciphertext)
+    header = {
+        "scheme": "ckks",
+        "key_id": client.key_id,
+        "model_id": MODEL,
+        "dimension": 128,
+        "preset": client.preset,
+    }
+    payload = client._files.ciphertext_bytes(ciphertext)
+    return vc.Envelope(vc.EnvelopeKind.EMBEDDING, header, payload).to_bytes()
+
+
+def test_imaginary_parts_cannot_hide_a_scaled_probe(default_keys: vc.KeySet) -> None:
+    """Sum Re(z^2) = |x|^2 - |y|^2 would pass a 1.2x probe with |y|^2 = 0.44; p * conj(p) does not."""
+    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
+    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
+    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    rng = np.random.default_rng(8)
+    x, y = unit_vectors(rng, 2, 128)
+    template = client.encrypt(x)
+    honest = _complex_probe(client, x + 0j)
+    assert authority.decide(matcher.compare(template, honest, 0.9))[1] is vc.Outcome.MATCH
+    disguised = _complex_probe(client, 1.2 * x + 1j * np.sqrt(0.44) * y)
+    for _ in range(5):
+        assert authority.decide(matcher.compare(template, disguised, 0.9))[1] is vc.Outcome.NOT_NORMALISED
+        assert authority.decide(matcher.blind_norm(disguised))[1] is vc.Outcome.NOT_NORMALISED
+
+
+def test_huge_probe_that_wraps_around_q_is_refused(default_keys: vc.KeySet) -> None:
+    """Scaled far enough, the blinded value wraps mod q and its sign is a coin toss; the bounds catch it."""
+    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
+    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
+    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    x = unit_vectors(np.random.default_rng(9), 1, 128)[0]
+    template = client.encrypt(x)
+    outcomes = set()
+    for factor in (30.0, 100.0, 300.0, 1000.0):
+        probe = _scaled_probe(client, x, factor)
+        for _ in range(5):
+            outcomes.add(authority.decide(matcher.compare(template, probe, 0.5))[1])
+    assert outcomes == {vc.Outcome.NOT_NORMALISED}
 
 
 def test_unnormalised_probe_is_refused(default_keys: vc.KeySet) -> None:
@@ -241,9 +292,7 @@ def deployment(default_keys: vc.KeySet) -> tuple[vc.CkksClientCipher, vc.CkksMat
         pytest.param(lambda b: b[:-8] + b"\xff" * 8, id="coefficient-out-of-range"),
     ],
 )
-def test_bad_bytes_are_refused(
-    deployment: tuple[vc.CkksClientCipher, vc.CkksMatcherCipher, bytes], mangle
-) -> None:  # type: ignore[no-untyped-def]
+def test_bad_bytes_are_refused(deployment: tuple[vc.CkksClientCipher, vc.CkksMatcherCipher, bytes], mangle) -> None:  # type: ignore[no-untyped-def]
     _, matcher, probe = deployment
     with pytest.raises(vc.InvalidCiphertextError):
         matcher.check(mangle(probe))
@@ -263,9 +312,7 @@ def test_other_deployment_is_refused(default_keys: vc.KeySet, field: str, builde
     if field == "key_id":
         other = vc.CkksClientCipher(builder().public, model_id=MODEL, dimension=128).encrypt(vector)
     elif field == "model_id":
-        other = vc.CkksClientCipher(default_keys.public, model_id="other-model", dimension=128).encrypt(
-            vector
-        )
+        other = vc.CkksClientCipher(default_keys.public, model_id="other-model", dimension=128).encrypt(vector)
     else:
         other = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=64).encrypt(vector[:64])
     with pytest.raises(vc.InvalidCiphertextError) as info:
@@ -283,9 +330,7 @@ def test_other_preset_is_refused(default_keys: vc.KeySet) -> None:
 
 
 def test_plaintext_stand_in_is_refused_by_ckks(default_keys: vc.KeySet) -> None:
-    fake = vc.PlaintextClientCipher(key_id=default_keys.key_id, model_id=MODEL, dimension=128).encrypt(
-        np.ones(128)
-    )
+    fake = vc.PlaintextClientCipher(key_id=default_keys.key_id, model_id=MODEL, dimension=128).encrypt(np.ones(128))
     matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
     with pytest.raises(vc.InvalidCiphertextError) as info:
         matcher.check(fake)
@@ -333,9 +378,17 @@ def test_evaluation_and_public_contexts_are_not_private(default_keys: vc.KeySet)
         context = ts.context_from(bundle.context)
         assert not context.is_private()
         assert not context.has_galois_keys()
-    assert ts.context_from(default_keys.evaluation.context).has_relin_keys()
-    assert not ts.context_from(default_keys.public.context).has_relin_keys()
     assert ts.context_from(default_keys.secret.context).is_private()
+    # The matcher's key-switching keys: relinearisation and conjugation only, no rotation.
+    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
+    assert matcher._relin_keys.size() == 1
+    assert matcher._conjugation_keys.size() == 1 and matcher._conjugation_keys.has_key(2 * 4096 - 1)
+    assert not matcher._conjugation_keys.has_key(3)  # the Galois element of a rotation by one slot
+    assert default_keys.evaluation.size < 256 * 1024
+    with pytest.raises(vc.ConfigurationError, match="conjugation"):
+        vc.CkksMatcherCipher(
+            dataclasses.replace(default_keys.evaluation, conjugation_keys=b""), model_id=MODEL, dimension=128
+        )
 
 
 def test_matcher_refuses_a_secret_key(default_keys: vc.KeySet) -> None:
@@ -348,32 +401,30 @@ def test_matcher_refuses_a_secret_key(default_keys: vc.KeySet) -> None:
 
 def test_bundle_round_trip_and_key_id(default_keys: vc.KeySet) -> None:
     for bundle in (default_keys.secret, default_keys.evaluation, default_keys.public):
-        again = vc.KeyBundle.from_parts(bundle.context, bundle.meta(), role=bundle.role)
+        again = vc.KeyBundle.from_parts(
+            bundle.context,
+            bundle.meta(),
+            role=bundle.role,
+            relin_keys=bundle.relin_keys,
+            conjugation_keys=bundle.conjugation_keys,
+        )
         assert again == bundle
     assert len({b.key_id for b in (default_keys.secret, default_keys.evaluation, default_keys.public)}) == 1
     forged = dataclasses.replace(default_keys.public, key_id="0" * 32)
     with pytest.raises(vc.ConfigurationError, match="key_id"):
         vc.CkksClientCipher(forged, model_id=MODEL, dimension=128)
     with pytest.raises(vc.ConfigurationError, match="format version"):
-        vc.KeyBundle.from_parts(
-            b"", {**default_keys.public.meta(), "format_version": 99}, role=vc.Role.PUBLIC
-        )
+        vc.KeyBundle.from_parts(b"", {**default_keys.public.meta(), "format_version": 99}, role=vc.Role.PUBLIC)
     with pytest.raises(vc.ConfigurationError, match="does not parse"):
-        vc.CkksClientCipher(
-            dataclasses.replace(default_keys.public, context=b"junk"), model_id=MODEL, dimension=1
-        )
+        vc.CkksClientCipher(dataclasses.replace(default_keys.public, context=b"junk"), model_id=MODEL, dimension=1)
 
 
 def test_public_bundle_signature(default_keys: vc.KeySet) -> None:
     authority_key = default_keys.signing_key.verify_key
-    vc.verify_public_bundle(
-        default_keys.public, default_keys.description, default_keys.signature, authority_key
-    )
+    vc.verify_public_bundle(default_keys.public, default_keys.description, default_keys.signature, authority_key)
     stranger = vc.SigningKey.generate().verify_key
     with pytest.raises(vc.SignatureError):
-        vc.verify_public_bundle(
-            default_keys.public, default_keys.description, default_keys.signature, stranger
-        )
+        vc.verify_public_bundle(default_keys.public, default_keys.description, default_keys.signature, stranger)
     other = vc.key_ceremony(vc.DEFAULT_PRESET, model_id=MODEL, dimension=128)
     # a dishonest matcher hands out its own CKKS key under the authority's old signature
     with pytest.raises(vc.SignatureError):
@@ -512,9 +563,7 @@ def test_protocol_refuses_mixed_purposes(ciphers) -> None:  # type: ignore[no-un
     client, matcher, authority = ciphers
     template = client.encrypt(np.ones(128))
     blinded = vc.Envelope.from_bytes(matcher.blind_norm(template), kind=vc.EnvelopeKind.BLINDED)
-    relabelled = vc.Envelope(
-        blinded.kind, {**blinded.header, "purpose": "verify"}, blinded.payload
-    ).to_bytes()
+    relabelled = vc.Envelope(blinded.kind, {**blinded.header, "purpose": "verify"}, blinded.payload).to_bytes()
     with pytest.raises(vc.InvalidCiphertextError):
         authority.decide(relabelled)
     with pytest.raises(vc.InvalidCiphertextError):
