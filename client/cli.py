@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from veilface.crypto import DEFAULT_PRESET, PRESETS, ConfigurationError, VeilfaceError, key_ceremony
 
 app = typer.Typer(
@@ -74,6 +75,15 @@ def keys_init(
         typer.echo(f"model_id     {model_id}")
         typer.echo(f"authority signing key fingerprint: {fingerprint}")
         typer.echo(f"give clients {directory / 'public' / 'signing.pub'} (check the fingerprint out of band)")
+
+
+from veilface.client import _face_cli  # noqa: E402
+
+_face_cli.register(app)
+
+from veilface.bench import _cli as _bench_cli  # noqa: E402
+
+_bench_cli.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,44 @@
+"""Small shared helpers for benchmarks: percentiles, timers, machine description, markdown tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def percentiles(samples: Sequence[float], *qs: int) -> dict[str, float]:
+    """{'p50': ..., 'p95': ...} in the samples' unit, rounded for readable JSON."""
+    data = np.asarray(samples, dtype=np.float64)
+    return {f"p{q}": round(float(np.percentile(data, q)), 4) for q in (qs or (50, 95))}
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """Run fn once; return its result and the elapsed milliseconds."""
+    start = time.perf_counter()
+    result = fn()
+    return result, (time.perf_counter() - start) * 1000.0
+
+
+def machine() -> dict[str, Any]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        model = ""
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
