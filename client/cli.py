@@ -81,6 +81,10 @@ from veilface.client import _face_cli  # noqa: E402
 
 _face_cli.register(app)
 
+from veilface.client import _ops_cli  # noqa: E402
+
+_ops_cli.register(app)
+
 from veilface.bench import _cli as _bench_cli  # noqa: E402
 
 _bench_cli.register(app)

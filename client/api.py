@@ -1,0 +1,275 @@
+"""The veilface Python client: enrol, verify and delete faces without the operator ever seeing one.
+
+    from veilface.client.api import Client
+
+    with Client("http://127.0.0.1:8400", token="op-token", authority_key="keys/public/signing.pub") as client:
+        client.enroll("alice", "id-card.jpg")
+        decision = client.verify("alice", "selfie.jpg")
+        print(decision.match)  # one bit, signed by the authority; no score exists on this side
+
+The client fetches the deployment's public key bundle from the matcher and refuses to encrypt anything
+unless the authority's signature over it verifies under the key it was given out of band. The face is
+detected, embedded and encrypted here; only the ciphertext leaves. Each decision's signature, nonce and
+probe hash are checked before it is returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from veilface.crypto import (
+    CkksClientCipher,
+    ClientCipher,
+    DecisionRecord,
+    KeyBundle,
+    PublicDescription,
+    Role,
+    ServiceError,
+    SignatureError,
+    VeilfaceError,
+    VerifyKey,
+    probe_digest,
+    verify_decision,
+    verify_public_bundle,
+)
+
+DEFAULT_SERVER = "http://127.0.0.1:8400"
+PROBE_REFUSED = "probe-not-normalised"
+
+
+class ProbeRefusedError(ServiceError):
+    """The authority refused the probe: it was not a normalised embedding (norm check)."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The matcher's public key bundle, after its signature was checked."""
+
+    key_id: str
+    preset: str
+    model_id: str
+    dimension: int
+    bundle: KeyBundle
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    subject_id: str
+    key_id: str
+    model_id: str
+    created_at: str
+    updated_at: str
+
+
+def load_authority_key(source: VerifyKey | str | Path | bytes) -> VerifyKey:
+    """The authority's Ed25519 key from a VerifyKey, PEM bytes or a PEM file path."""
+    if isinstance(source, VerifyKey):
+        return source
+    if isinstance(source, bytes):
+        return VerifyKey.from_pem(source)
+    path = Path(source)
+    try:
+        return VerifyKey.from_pem(path.read_bytes())
+    except FileNotFoundError:
+        raise VeilfaceError(f"authority key {path} does not exist; pass the authority's signing.pub") from None
+
+
+class Client:
+    """A session with one matcher. Thread-compatible, not thread-safe; one per thread."""
+
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        *,
+        token: str,
+        authority_key: VerifyKey | str | Path | bytes,
+        backend: str = "dlib",
+        model_path: str | Path | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        verify_tls: bool | str = True,
+    ) -> None:
+        self._authority_key = load_authority_key(authority_key)
+        self._backend = backend
+        self._model_path = model_path
+        self._http = httpx.Client(
+            base_url=server.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+            verify=verify_tls,
+        )
+        self._deployment: Deployment | None = None
+        self._cipher: ClientCipher | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- trust ---------------------------------------------------------------------------------------------
+
+    def deployment(self) -> Deployment:
+        """Fetch and verify the public key bundle (once per client)."""
+        if self._deployment is None:
+            body = self._json(self._request("GET", "/v1/keys/public"))
+            try:
+                bundle_bytes = base64.b64decode(body["bundle"], validate=True)
+                description = PublicDescription.from_dict(body["description"])
+                signature = str(body["signature"])
+            except (KeyError, TypeError, binascii.Error, ValueError):
+                raise SignatureError("the matcher's public key response is malformed") from None
+            bundle = KeyBundle(Role.PUBLIC, description.preset, description.key_id, bundle_bytes)
+            verify_public_bundle(bundle, description, signature, self._authority_key)
+            self._deployment = Deployment(
+                key_id=description.key_id,
+                preset=description.preset,
+                model_id=description.model_id,
+                dimension=description.dimension,
+                bundle=bundle,
+            )
+        return self._deployment
+
+    def cipher(self) -> ClientCipher:
+        if self._cipher is None:
+            deployment = self.deployment()
+            self._cipher = CkksClientCipher(
+                deployment.bundle, model_id=deployment.model_id, dimension=deployment.dimension
+            )
+        return self._cipher
+
+    # -- faces ---------------------------------------------------------------------------------------------
+
+    def embed(self, image: str | Path | bytes, *, take_largest: bool = False) -> np.ndarray:
+        """The face's embedding, computed here with the deployment's model (it never leaves this process)."""
+        from veilface.client.faces import embed_single, load_embedder
+
+        embedder = load_embedder(self._backend, model_path=self._model_path)
+        deployment = self.deployment()
+        if embedder.model_id != deployment.model_id:
+            raise VeilfaceError(
+                f"this deployment uses model {deployment.model_id}, the local backend is {embedder.model_id}; "
+                "choose the matching --backend/--model"
+            )
+        return embed_single(embedder, image, take_largest=take_largest)
+
+    def enroll(
+        self, subject_id: str, image: str | Path | bytes, *, replace: bool = False, take_largest: bool = False
+    ) -> Enrollment:
+        return self.enroll_embedding(subject_id, self.embed(image, take_largest=take_largest), replace=replace)
+
+    def verify(self, subject_id: str, image: str | Path | bytes, *, take_largest: bool = False) -> DecisionRecord:
+        return self.verify_embedding(subject_id, self.embed(image, take_largest=take_largest))
+
+    # -- embeddings (for callers that embed elsewhere on the device, and for benchmarks) -------------------
+
+    def enroll_embedding(self, subject_id: str, embedding: Any, *, replace: bool = False) -> Enrollment:
+        return self.enroll_ciphertext(subject_id, self.cipher().encrypt(embedding), replace=replace)
+
+    def enroll_ciphertext(self, subject_id: str, template: bytes, *, replace: bool = False) -> Enrollment:
+        response = self._request(
+            "PUT",
+            f"/v1/subjects/{_quoted(subject_id)}/template",
+            content=template,
+            params={"replace": "true"} if replace else None,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        body = self._json(response)
+        return Enrollment(
+            subject_id=str(body.get("subject_id", subject_id)),
+            key_id=str(body.get("key_id", "")),
+            model_id=str(body.get("model_id", "")),
+            created_at=str(body.get("created_at", "")),
+            updated_at=str(body.get("updated_at", "")),
+        )
+
+    def verify_embedding(self, subject_id: str, embedding: Any) -> DecisionRecord:
+        return self.verify_ciphertext(subject_id, self.cipher().encrypt(embedding))
+
+    def verify_ciphertext(self, subject_id: str, probe: bytes) -> DecisionRecord:
+        nonce = secrets.token_urlsafe(24)
+        response = self._request(
+            "POST",
+            f"/v1/subjects/{_quoted(subject_id)}/verify",
+            content=probe,
+            headers={"Content-Type": "application/octet-stream", "X-Client-Nonce": nonce},
+        )
+        record = DecisionRecord.from_dict(self._json(response))
+        verify_decision(
+            record,
+            self._authority_key,
+            client_nonce=nonce,
+            probe_sha256=probe_digest(probe),
+            key_id=self.deployment().key_id,
+        )
+        if record.subject_id != subject_id:
+            raise SignatureError("the decision names another subject")
+        return record
+
+    def delete(self, subject_id: str) -> None:
+        self._request("DELETE", f"/v1/subjects/{_quoted(subject_id)}")
+
+    def subject(self, subject_id: str) -> dict[str, Any]:
+        """Metadata of an enrolled subject (times, key_id, model_id); the matcher never returns templates."""
+        return self._json(self._request("GET", f"/v1/subjects/{_quoted(subject_id)}"))
+
+    # -- HTTP ----------------------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise ServiceError(f"the matcher at {self._http.base_url} did not answer in time", status=0) from None
+        except httpx.TransportError as exc:
+            raise ServiceError(
+                f"cannot reach the matcher at {self._http.base_url} ({type(exc).__name__}); is it running?",
+                status=0,
+            ) from None
+        if response.status_code >= 400:
+            raise _problem(response)
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            raise ServiceError(
+                "the matcher answered with something that is not JSON", status=response.status_code
+            ) from None
+        if not isinstance(body, dict):
+            raise ServiceError("the matcher answered with unexpected JSON", status=response.status_code)
+        return body
+
+
+def _quoted(subject_id: str) -> str:
+    return urllib.parse.quote(subject_id, safe="")
+
+
+def _problem(response: httpx.Response) -> ServiceError:
+    """An RFC 9457 problem+json answer as a ServiceError (or ProbeRefusedError)."""
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    title = str(problem.get("title") or response.reason_phrase or "error")
+    detail = str(problem.get("detail") or "")
+    kind = str(problem.get("type") or "about:blank")
+    message = f"{response.status_code} {title}" + (f": {detail}" if detail else "")
+    cls = ProbeRefusedError if kind.endswith(PROBE_REFUSED) else ServiceError
+    return cls(message, status=response.status_code, problem_type=kind)
