@@ -9,7 +9,7 @@ Two backends share one interface:
   its 68-point model gives ArcFace's five alignment points). Nothing is ever downloaded.
 
 Every embedding carries its backend's ``model_id``; templates of different models never compare.
-The face policy for enrolment and verification is :func:`embed_single`.
+The face policy for enrolment and verification is :func:`single_face` (:func:`embed_single`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from veilface.crypto import ConfigurationError, FaceError, InvalidEmbeddingError
 
 from ._images import ImageSource, describe_source, read_image
@@ -39,6 +40,7 @@ __all__ = [
     "StagedFaceEmbedder",
     "embed_single",
     "load_embedder",
+    "single_face",
     "unit_embedding",
 ]
 
@@ -187,17 +189,17 @@ def _load(key: tuple[str, str]) -> StagedFaceEmbedder:
     return load_insightface(Path(location))
 
 
-def embed_single(
+def single_face(
     embedder: FaceEmbedder,
     image: ImageSource,
     *,
     take_largest: bool = False,
     min_face: int = DEFAULT_MIN_FACE,
-) -> np.ndarray:
-    """The embedding of the one face in ``image``, under the enrolment and verification face policy.
+) -> Face:
+    """The one face in ``image`` under the enrolment and verification face policy.
 
-    No face, several faces (unless ``take_largest``), or a face less than ``min_face`` pixels across
-    raise ``FaceError``; unreadable input raises ``ImageError``.
+    No face, several faces (unless ``take_largest``, which keeps the largest), or a face less than
+    ``min_face`` pixels across raise ``FaceError``; unreadable input raises ``ImageError``.
     """
     name = describe_source(image)
     found = embedder.faces(image)
@@ -214,4 +216,15 @@ def embed_single(
             f"the face in {name} is {face.size} px across, smaller than the minimum of {min_face} px",
             faces=len(found),
         )
-    return face.embedding
+    return face
+
+
+def embed_single(
+    embedder: FaceEmbedder,
+    image: ImageSource,
+    *,
+    take_largest: bool = False,
+    min_face: int = DEFAULT_MIN_FACE,
+) -> np.ndarray:
+    """The embedding of the one face in ``image``: :func:`single_face`'s policy, then its embedding."""
+    return single_face(embedder, image, take_largest=take_largest, min_face=min_face).embedding

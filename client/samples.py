@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
+
 from veilface.crypto import ModelNotFoundError
 
 __all__ = ["DemoCase", "demo_cases", "sample_images"]
@@ -41,9 +42,7 @@ def sample_images() -> dict[str, Path]:
     spec = importlib.util.find_spec("insightface")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
-        raise ModelNotFoundError(
-            "the sample photos ship with the insightface package: pip install insightface"
-        )
+        raise ModelNotFoundError("the sample photos ship with the insightface package: pip install insightface")
     folder = Path(locations[0]) / "data" / "images"
     paths = {name: folder / file for name, file in _FILES.items()}
     missing = [str(path) for path in paths.values() if not path.is_file()]
@@ -68,9 +67,7 @@ def demo_cases() -> list[DemoCase]:
     top_right = _crop(group, _T1_FACES["top_right"], margin=0.6)
     top_right_again = ImageOps.mirror(_crop(group, _T1_FACES["top_right"], margin=0.9))
     return [
-        DemoCase(
-            "genuine: Tom Hanks, mirrored, enlarged and re-compressed", _png(tom), _jpeg(tom_copy, 70), True
-        ),
+        DemoCase("genuine: Tom Hanks, mirrored, enlarged and re-compressed", _png(tom), _jpeg(tom_copy, 70), True),
         DemoCase(
             "genuine: one face from t1.jpg, mirrored and framed differently",
             _png(top_right),
