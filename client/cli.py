@@ -90,6 +90,11 @@ from veilface.bench import _cli as _bench_cli  # noqa: E402
 _bench_cli.register(app)
 
 
+from veilface.server import _cli as _server_cli  # noqa: E402
+
+_server_cli.register(app)
+
+
 def main() -> None:
     try:
         app()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from veilface.crypto import (
     KeySet,
     PublicDescription,
     Role,
+    SignatureError,
     SigningKey,
     VerifyKey,
+    verify_public_bundle,
 )
 
 CONTEXT_FILE = "context.bin"
@@ -118,3 +121,46 @@ def read_verify_key(path: Path) -> VerifyKey:
         return VerifyKey.from_pem(Path(path).read_bytes())
     except FileNotFoundError:
         raise ConfigurationError(f"authority key {path} does not exist") from None
+
+
+@dataclass(frozen=True)
+class MatcherKeys:
+    """What the matcher may hold: the evaluation bundle, the public bundle, its signed description and the
+    authority's verification key."""
+
+    evaluation: KeyBundle
+    public: KeyBundle
+    description: PublicDescription
+    signature: str
+    verify_key: VerifyKey
+
+
+def load_matcher_keys(directory: Path) -> MatcherKeys:
+    """Refuse a directory that holds the secret bundle: the matcher host should never have received it."""
+    directory = Path(directory)
+    if (directory / Role.SECRET.value).exists():
+        raise ConfigurationError(
+            f"{directory} contains {Role.SECRET.value}/: the matcher must never hold the secret key; give it a "
+            "directory with copies of only evaluation/ and public/"
+        )
+    public = read_bundle(directory, Role.PUBLIC)
+    description, signature = read_public_description(directory)
+    verify_key = read_verify_key(directory / Role.PUBLIC.value / SIGNING_PUB_FILE)
+    try:
+        verify_public_bundle(public, description, signature, verify_key)
+    except SignatureError as exc:
+        raise ConfigurationError(f"public bundle: {exc.message}") from None
+    evaluation = read_bundle(directory, Role.EVALUATION)
+    if evaluation.key_id != public.key_id:
+        raise ConfigurationError("evaluation and public bundles come from different key ceremonies")
+    return MatcherKeys(evaluation, public, description, signature, verify_key)
+
+
+@dataclass(frozen=True)
+class AuthorityKeys:
+    secret: KeyBundle
+    signing_key: SigningKey
+
+
+def load_authority_keys(directory: Path) -> AuthorityKeys:
+    return AuthorityKeys(read_bundle(directory, Role.SECRET), read_signing_key(directory))

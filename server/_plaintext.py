@@ -1,0 +1,75 @@
+"""The services with the plaintext stand-in ciphers, for tests and benchmarks only: NO ENCRYPTION.
+
+Nothing in the settings or in ``veilface serve`` reaches this module. Only ``launch.start_services(...,
+plaintext=True)`` runs it (as ``python -m veilface.server._plaintext``), and tests call its factories.
+Keys, storage, budgets, audit and signatures are the real ones; only the ciphers are stand-ins, under the
+deployment's real key_id, so probes come from ``PlaintextClientCipher(key_id=..., model_id=..., dimension=...)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from fastapi import FastAPI
+
+from veilface.crypto import PlaintextAuthorityCipher, PlaintextMatcherCipher
+from veilface.server._cli import Fd, ParentPid, serve
+from veilface.server.authority import create_authority_app
+from veilface.server.authority.engine import AuthorityEngine
+from veilface.server.keystore import load_authority_keys, load_matcher_keys
+from veilface.server.logs import configure_logging
+from veilface.server.matcher import create_matcher_app
+from veilface.server.matcher.engine import MatcherEngine
+from veilface.server.settings import AuthoritySettings, MatcherSettings
+
+VALUE_BYTES = 8  # the stand-in carries float64 values
+
+
+def plaintext_matcher_app(
+    settings: MatcherSettings, *, authority_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    description = load_matcher_keys(settings.matcher_keys_dir).description
+    cipher = PlaintextMatcherCipher(
+        key_id=description.key_id, model_id=description.model_id, dimension=description.dimension
+    )
+    engine = MatcherEngine.inline(cipher, ciphertext_bytes=VALUE_BYTES * description.dimension)
+    return create_matcher_app(settings, engine=engine, authority_transport=authority_transport)
+
+
+def plaintext_authority_app(settings: AuthoritySettings) -> FastAPI:
+    key_id = load_authority_keys(settings.authority_keys_dir).secret.key_id
+    cipher = PlaintextAuthorityCipher(key_id=key_id)
+    engine = AuthorityEngine.inline(cipher, ciphertext_bytes=VALUE_BYTES)
+    return create_authority_app(settings, engine=engine)
+
+
+cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+Keys = Annotated[Path, typer.Option("--keys")]
+Data = Annotated[Path, typer.Option("--data")]
+
+
+@cli.command("matcher")
+def matcher(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
+    def build() -> FastAPI:
+        settings = MatcherSettings(matcher_keys_dir=keys, matcher_data_dir=data)
+        configure_logging(settings.log_level)
+        return plaintext_matcher_app(settings)
+
+    serve(build, host="127.0.0.1", port=0, fd=fd, certfile=None, keyfile=None, parent_pid=exit_with_parent)
+
+
+@cli.command("authority")
+def authority(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
+    def build() -> FastAPI:
+        settings = AuthoritySettings(authority_keys_dir=keys, authority_data_dir=data)
+        configure_logging(settings.log_level)
+        return plaintext_authority_app(settings)
+
+    serve(build, host="127.0.0.1", port=0, fd=fd, certfile=None, keyfile=None, parent_pid=exit_with_parent)
+
+
+if __name__ == "__main__":
+    cli()

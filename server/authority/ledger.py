@@ -1,0 +1,214 @@
+"""The authority's ledger: budgets, replay refusal and an append-only audit log chained by SHA-256.
+
+Each decision (granted or refused) appends one row: sequence number, time, request id, key id, operator
+token id, pseudonymous subject reference, purpose and outcome, no value of any ciphertext. A row's hash
+covers its fields and the previous row's hash, so altering, deleting or reordering any row breaks every
+later hash (:func:`verify_chain` finds the first). Budgets are counted from the granted rows themselves,
+inside the same serialised transaction that appends, so concurrent requests cannot overspend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Index,
+    MetaData,
+    String,
+    Table,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from veilface.crypto import Outcome, Purpose
+from veilface.server.clock import now_ms
+from veilface.server.database import Database
+
+SCHEMA_VERSION = 1
+GENESIS_HASH = "0" * 64
+
+metadata = MetaData()
+audit_log = Table(
+    "vf_audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("key_id", String(64), nullable=False),
+    Column("token_id", String(64), nullable=False),
+    Column("subject_ref", String(64), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("row_hash", String(64), nullable=False),
+    Index("ix_vf_audit_subject", "subject_ref", "at_ms"),
+    Index("ix_vf_audit_token", "token_id", "at_ms"),
+    Index("ix_vf_audit_at", "at_ms"),
+)
+key_usage = Table(
+    "vf_key_usage",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("decisions", BigInteger, nullable=False),
+)
+
+
+def open_ledger_database(url: str) -> Database:
+    return Database(url, metadata, name="authority", schema_version=SCHEMA_VERSION)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    per_subject: int
+    subject_window_s: int
+    per_token: int
+    token_window_s: int
+    global_per_minute: int
+    per_key: int
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at_ms: int
+    request_id: str
+    key_id: str
+    token_id: str
+    subject_ref: str
+    purpose: str
+    outcome: str
+    granted: bool
+    prev_hash: str
+    row_hash: str
+
+    def expected_hash(self) -> str:
+        fields = asdict(self)
+        del fields["row_hash"]
+        return chain_hash(fields)
+
+
+def chain_hash(fields: dict[str, object]) -> str:
+    """SHA-256 over the row's fields (prev_hash among them) as canonical JSON."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class ReplayError(Exception):
+    """The request id was used before."""
+
+
+class BudgetExhaustedError(Exception):
+    def __init__(self, budget: str, retry_after_s: int | None) -> None:
+        super().__init__(budget)
+        self.budget = budget
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    rows: int
+    first_bad_seq: int | None
+
+
+class DecisionLedger:
+    def __init__(self, database: Database, budgets: Budgets) -> None:
+        self.database = database
+        self.budgets = budgets
+
+    def record(
+        self, *, request_id: str, key_id: str, token_id: str, subject_ref: str, purpose: Purpose, outcome: Outcome
+    ) -> AuditEntry:
+        """Append the decision if every budget allows it, else append a refusal and raise; one transaction."""
+        with self.database.transaction(exclusive=True) as conn:
+            seen = conn.execute(select(audit_log.c.seq).where(audit_log.c.request_id == request_id)).first()
+            if seen is not None:
+                raise ReplayError(request_id)
+            at_ms = now_ms()
+            refusal = self._exhausted(conn, at_ms, key_id=key_id, token_id=token_id, subject_ref=subject_ref)
+            last = conn.execute(
+                select(audit_log.c.seq, audit_log.c.row_hash).order_by(audit_log.c.seq.desc()).limit(1)
+            ).first()
+            seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+            fields = {
+                "seq": seq,
+                "at_ms": at_ms,
+                "request_id": request_id,
+                "key_id": key_id,
+                "token_id": token_id,
+                "subject_ref": subject_ref,
+                "purpose": purpose.value,
+                "outcome": outcome.value if refusal is None else f"refused-{refusal.budget}",
+                "granted": refusal is None,
+                "prev_hash": prev_hash,
+            }
+            entry = AuditEntry(**fields, row_hash=chain_hash(fields))
+            conn.execute(audit_log.insert().values(**asdict(entry)))
+            if refusal is None:
+                self._count_key_use(conn, key_id)
+        if refusal is not None:
+            raise refusal
+        return entry
+
+    def _exhausted(
+        self, conn: Connection, at_ms: int, *, key_id: str, token_id: str, subject_ref: str
+    ) -> BudgetExhaustedError | None:
+        b = self.budgets
+
+        def granted_since(window_s: int, *conditions: ColumnElement[bool]) -> int:
+            query = select(func.count()).where(
+                audit_log.c.granted.is_(True), audit_log.c.at_ms > at_ms - window_s * 1000, *conditions
+            )
+            return int(conn.execute(query).scalar_one())
+
+        if granted_since(b.subject_window_s, audit_log.c.subject_ref == subject_ref) >= b.per_subject:
+            return BudgetExhaustedError("subject", b.subject_window_s)
+        if granted_since(b.token_window_s, audit_log.c.token_id == token_id) >= b.per_token:
+            return BudgetExhaustedError("token", b.token_window_s)
+        if granted_since(60) >= b.global_per_minute:
+            return BudgetExhaustedError("global", 60)
+        used = conn.execute(select(key_usage.c.decisions).where(key_usage.c.key_id == key_id)).scalar()
+        if used is not None and used >= b.per_key:
+            return BudgetExhaustedError("key", None)
+        return None
+
+    def _count_key_use(self, conn: Connection, key_id: str) -> None:
+        insert = postgresql.insert if self.database.dialect == "postgresql" else sqlite.insert
+        statement = insert(key_usage).values(key_id=key_id, decisions=1)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[key_usage.c.key_id], set_={"decisions": key_usage.c.decisions + 1}
+            )
+        )
+
+    def entries(self, batch: int = 1000) -> Iterator[AuditEntry]:
+        """Every audit row in sequence order, read in batches."""
+        after = 0
+        while True:
+            with self.database.transaction() as conn:
+                rows = conn.execute(
+                    select(*audit_log.c).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(batch)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield AuditEntry(*row)
+            after = rows[-1][0]
+
+    def verify_chain(self) -> ChainCheck:
+        """Recompute the chain; report the first row whose hash, link or sequence number is wrong."""
+        prev_hash, expected_seq, rows = GENESIS_HASH, 1, 0
+        for entry in self.entries():
+            rows += 1
+            if entry.seq != expected_seq or entry.prev_hash != prev_hash or entry.row_hash != entry.expected_hash():
+                return ChainCheck(rows, entry.seq)
+            prev_hash, expected_seq = entry.row_hash, entry.seq + 1
+        return ChainCheck(rows, None)

@@ -1,0 +1,95 @@
+"""One decision per blinded result: decrypt, check budgets and replay, audit, sign (wire format: wire.py)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Request
+
+from veilface.crypto import Outcome, Purpose, sign_decision
+from veilface.server import wire
+from veilface.server.authority.deps import MatcherOnly, State
+from veilface.server.authority.ledger import BudgetExhaustedError, ReplayError
+from veilface.server.bodies import BINARY_BODY, read_ciphertext_body
+from veilface.server.problems import Problem, invalid_request, problem_responses
+
+router = APIRouter(prefix="/v1", tags=["decisions"])
+log = logging.getLogger("veilface.authority")
+
+
+def _header(value: str | None, name: str, pattern: re.Pattern[str]) -> str:
+    if value is None or not pattern.match(value):
+        raise invalid_request(f"header {name} is missing or malformed")
+    return value
+
+
+@router.post(
+    "/decisions",
+    response_model=wire.DecisionAnswer,
+    responses=problem_responses(401, 409, 413, 415, 422, 429),
+    openapi_extra=BINARY_BODY,
+)
+async def decide(
+    request: Request,
+    _: MatcherOnly,
+    state: State,
+    request_id: Annotated[str | None, Header(alias=wire.REQUEST_ID)] = None,
+    subject_ref: Annotated[str | None, Header(alias=wire.SUBJECT_REF)] = None,
+    token_id: Annotated[str | None, Header(alias=wire.TOKEN_ID)] = None,
+    client_nonce: Annotated[str | None, Header(alias=wire.CLIENT_NONCE)] = None,
+    probe_sha256: Annotated[str | None, Header(alias=wire.PROBE_SHA256)] = None,
+) -> wire.DecisionAnswer:
+    blinded = await read_ciphertext_body(request, state.engine.max_blinded_bytes)
+    request_id = _header(request_id, wire.REQUEST_ID, wire.REQUEST_ID_PATTERN)
+    subject_ref = _header(subject_ref, wire.SUBJECT_REF, wire.SUBJECT_REF_PATTERN)
+    token_id = _header(token_id, wire.TOKEN_ID, wire.TOKEN_ID_PATTERN)
+    purpose, outcome = await state.engine.decide(blinded)
+    if purpose is Purpose.VERIFY:
+        client_nonce = _header(client_nonce, wire.CLIENT_NONCE, wire.NONCE_PATTERN)
+        probe_sha256 = _header(probe_sha256, wire.PROBE_SHA256, wire.SHA256_PATTERN)
+
+    def record() -> None:
+        state.ledger.record(
+            request_id=request_id,
+            key_id=state.engine.key_id,
+            token_id=token_id,
+            subject_ref=subject_ref,
+            purpose=purpose,
+            outcome=outcome,
+        )
+
+    try:
+        async with state.ledger_lock:
+            await anyio.to_thread.run_sync(record)
+    except ReplayError:
+        raise Problem(409, "replayed-request", "Replayed request", "this request id was used before") from None
+    except BudgetExhaustedError as exc:
+        state.metrics.decisions.labels(purpose.value, f"refused-{exc.budget}").inc()
+        log.warning("budget exhausted", extra={"budget": exc.budget, "token_id": token_id})
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
+        renew = "; the key needs renewal" if exc.budget == "key" else ""
+        raise Problem(
+            429,
+            "budget-exhausted",
+            "Decision budget exhausted",
+            f"the {exc.budget} decision budget is exhausted{renew}",
+            headers=headers,
+        ) from None
+    state.metrics.decisions.labels(purpose.value, outcome.value).inc()
+    log.info("decision", extra={"purpose": purpose.value, "outcome": outcome.value, "token_id": token_id})
+    signed = None
+    if purpose is Purpose.VERIFY and outcome in (Outcome.MATCH, Outcome.NO_MATCH):
+        assert client_nonce is not None and probe_sha256 is not None
+        signed = sign_decision(
+            state.signing_key,
+            request_id=request_id,
+            subject_ref=subject_ref,
+            match=outcome is Outcome.MATCH,
+            key_id=state.engine.key_id,
+            client_nonce=client_nonce,
+            probe_sha256=probe_sha256,
+        ).to_dict()
+    return wire.DecisionAnswer(request_id=request_id, purpose=purpose, outcome=outcome, record=signed)

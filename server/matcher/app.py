@@ -1,0 +1,132 @@
+"""Builds the matcher's FastAPI app: checks keys and settings first, opens storage and workers at start-up."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+from fastapi import FastAPI
+
+from veilface.crypto import CkksClientCipher, ConfigurationError
+from veilface.server.auth import OperatorAuth
+from veilface.server.keystore import MatcherKeys, load_matcher_keys
+from veilface.server.matcher import routes_health, routes_keys, routes_metrics, routes_subjects
+from veilface.server.matcher.authority_client import AuthorityClient
+from veilface.server.matcher.engine import MatcherEngine
+from veilface.server.matcher.pseudonym import Pseudonymiser, load_or_create_key
+from veilface.server.matcher.state import MatcherState
+from veilface.server.matcher.store import TemplateStore, open_template_database
+from veilface.server.metrics import Metrics, ObserveRequests
+from veilface.server.problems import install_problem_handlers
+from veilface.server.settings import MatcherSettings
+
+log = logging.getLogger("veilface.matcher")
+
+
+def _public_keys(keys: MatcherKeys) -> dict[str, Any]:
+    return {
+        "key_id": keys.description.key_id,
+        "preset": keys.description.preset,
+        "model_id": keys.description.model_id,
+        "dimension": keys.description.dimension,
+        "description": keys.description.to_dict(),
+        "signature": keys.signature,
+        "bundle": base64.b64encode(keys.public.context).decode(),
+    }
+
+
+def create_matcher_app(
+    settings: MatcherSettings,
+    *,
+    engine: MatcherEngine | None = None,
+    authority_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The matcher app. ``engine`` and ``authority_transport`` exist for tests and benchmarks (plaintext
+    stand-ins, an in-process authority); production builds its engine from the evaluation bundle."""
+    settings.check_safe()
+    keys = load_matcher_keys(settings.matcher_keys_dir)
+    description = keys.description
+    # Parsing the public bundle as a client would proves it holds no secret key.
+    CkksClientCipher(keys.public, model_id=description.model_id, dimension=description.dimension)
+    if engine is None:
+        engine = MatcherEngine.in_processes(
+            keys.evaluation,
+            model_id=description.model_id,
+            dimension=description.dimension,
+            workers=settings.matcher_workers,
+        )
+    if (engine.key_id, engine.model_id, engine.dimension) != (
+        description.key_id,
+        description.model_id,
+        description.dimension,
+    ):
+        raise ConfigurationError("the matcher's cipher does not match the signed public description")
+    threshold = settings.threshold_for(description.model_id)
+    auth = OperatorAuth(settings.operators())
+    metrics = Metrics()
+    settings.matcher_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pseudonyms = Pseudonymiser(load_or_create_key(settings.pseudonym_key_path))
+    store = TemplateStore(open_template_database(settings.database_url))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(store.database.create_schema)
+        authority = AuthorityClient(
+            settings.authority_url,
+            settings.authority_token.get_secret_value(),
+            verify_key=keys.verify_key,
+            key_id=description.key_id,
+            timeout=settings.authority_timeout,
+            ca_file=settings.authority_ca_file,
+            transport=authority_transport,
+        )
+        try:
+            await engine.start()
+            app.state.matcher = MatcherState(
+                settings=settings,
+                keys=keys,
+                engine=engine,
+                threshold=threshold,
+                auth=auth,
+                metrics=metrics,
+                store=store,
+                pseudonyms=pseudonyms,
+                authority=authority,
+                public_keys=_public_keys(keys),
+            )
+            log.info(
+                "matcher started",
+                extra={
+                    "key_id": description.key_id,
+                    "model_id": description.model_id,
+                    "preset": description.preset,
+                    "workers": settings.matcher_workers,
+                    "database": store.database.dialect,
+                    "environment": settings.environment,
+                },
+            )
+            yield
+        finally:
+            await authority.aclose()
+            await anyio.to_thread.run_sync(engine.close)
+            store.database.dispose()
+            log.info("matcher stopped")
+
+    app = FastAPI(
+        title="veilface matcher",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_problem_handlers(app)
+    for module in (routes_health, routes_keys, routes_subjects, routes_metrics):
+        app.include_router(module.router)
+    app.add_middleware(ObserveRequests, metrics=metrics, logger=log)
+    return app

@@ -1,0 +1,158 @@
+"""The matcher's connection to the authority: one pooled HTTP client, a hard deadline per call.
+
+Every call finishes within ``VEILFACE_AUTHORITY_TIMEOUT`` (2 s by default) however the authority behaves:
+unreachable or slow becomes 503, a budget refusal 429 and a replayed request id 409 (relayed), anything
+else unexpected 502. Records are checked against the authority's key before they reach a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+from pydantic import ValidationError
+
+from veilface.crypto import DecisionRecord, Outcome, Purpose, SignatureError, VerifyKey, verify_decision
+from veilface.server import wire
+from veilface.server.problems import PROBLEM_BASE, Problem
+
+log = logging.getLogger("veilface.matcher.authority")
+
+
+@dataclass(frozen=True)
+class AuthorityDecision:
+    outcome: Outcome
+    record: DecisionRecord | None
+
+
+def _unavailable(detail: str) -> Problem:
+    return Problem(503, "authority-unavailable", "Authority unavailable", detail, headers={"Retry-After": "1"})
+
+
+def _bad_answer(detail: str) -> Problem:
+    return Problem(502, "authority-bad-answer", "Bad answer from the authority", detail)
+
+
+class AuthorityClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        verify_key: VerifyKey,
+        key_id: str,
+        timeout: float,
+        ca_file: Path | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._timeout = timeout
+        self._verify_key = verify_key
+        self._key_id = key_id
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            verify=verify,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def ready(self) -> bool:
+        """Reachable, accepting our token, and holding the signing key our clients trust."""
+        try:
+            with anyio.fail_after(self._timeout):
+                response = await self._client.get("/v1/keys/signing")
+        except (httpx.HTTPError, TimeoutError):
+            return False
+        if response.status_code != 200:
+            log.warning("authority not ready", extra={"status": response.status_code})
+            return False
+        return response.content.strip() == self._verify_key.to_pem().strip()
+
+    async def decide(
+        self,
+        blinded: bytes,
+        *,
+        purpose: Purpose,
+        request_id: str,
+        subject_ref: str,
+        token_id: str,
+        client_nonce: str | None = None,
+        probe_sha256: str | None = None,
+    ) -> AuthorityDecision:
+        headers = {
+            "Content-Type": "application/octet-stream",
+            wire.REQUEST_ID: request_id,
+            wire.SUBJECT_REF: subject_ref,
+            wire.TOKEN_ID: token_id,
+        }
+        if client_nonce is not None and probe_sha256 is not None:
+            headers[wire.CLIENT_NONCE] = client_nonce
+            headers[wire.PROBE_SHA256] = probe_sha256
+        try:
+            with anyio.fail_after(self._timeout):
+                response = await self._client.post("/v1/decisions", content=blinded, headers=headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            log.warning("authority unreachable", extra={"error": type(exc).__name__})
+            raise _unavailable("the authority did not answer in time; retry later") from None
+        if response.status_code != 200:
+            raise self._relay(response)
+        try:
+            answer = wire.DecisionAnswer.model_validate_json(response.content)
+        except ValidationError:
+            raise _bad_answer("the authority's answer does not parse") from None
+        if answer.request_id != request_id or answer.purpose is not purpose:
+            raise _bad_answer("the authority answered another request")
+        if answer.record is None:
+            if purpose is Purpose.VERIFY and answer.outcome in (Outcome.MATCH, Outcome.NO_MATCH):
+                raise _bad_answer("the authority's decision is unsigned")
+            return AuthorityDecision(answer.outcome, None)
+        try:
+            record = DecisionRecord.from_dict(answer.record)
+            verify_decision(
+                record, self._verify_key, client_nonce=client_nonce, probe_sha256=probe_sha256, key_id=self._key_id
+            )
+        except SignatureError as exc:
+            log.error("authority record rejected", extra={"reason": exc.message})
+            raise _bad_answer("the authority's decision record does not verify") from None
+        if record.request_id != request_id or record.subject_ref != subject_ref:
+            raise _bad_answer("the authority's decision record answers another request")
+        expected = Outcome.MATCH if record.match else Outcome.NO_MATCH
+        if answer.outcome is not expected:
+            raise _bad_answer("the authority's outcome and record disagree")
+        return AuthorityDecision(answer.outcome, record)
+
+    @staticmethod
+    def _relay(response: httpx.Response) -> Problem:
+        status = response.status_code
+        slug, detail = "", ""
+        try:
+            body = response.json()
+            slug = str(body.get("type", "")).removeprefix(PROBLEM_BASE)
+            detail = str(body.get("detail", ""))
+        except (ValueError, AttributeError):
+            pass
+        if status == 429:
+            return Problem(
+                429,
+                slug or "budget-exhausted",
+                "Decision budget exhausted",
+                detail or "the authority's budget is exhausted",
+                headers={"Retry-After": response.headers.get("Retry-After", "60")},
+            )
+        if status == 409:
+            return Problem(409, "replayed-request", "Replayed request", "the authority has seen this request id")
+        if status in (401, 403):
+            log.error("authority refused the matcher's token", extra={"status": status})
+            return _unavailable("the authority refused the matcher's credentials")
+        if status >= 500:
+            return _unavailable("the authority failed; retry later")
+        log.error("authority rejected a request", extra={"status": status, "problem": slug})
+        return _bad_answer("the authority rejected the matcher's request")

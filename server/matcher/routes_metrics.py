@@ -1,0 +1,22 @@
+"""Prometheus metrics, behind an operator token like every non-health endpoint (Prometheus sends bearer
+tokens with ``authorization: {credentials: ...}`` in its scrape config)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from veilface.server.matcher.deps import Operator, State
+from veilface.server.metrics import CONTENT_TYPE
+from veilface.server.problems import problem_responses
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {}}}, **problem_responses(401)},
+)
+async def metrics(_: Operator, state: State) -> Response:
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,111 @@
+"""Encrypted templates in the matcher's database: one row per subject, written in one transaction each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from veilface.server.clock import utc_now
+from veilface.server.database import Database
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+templates = Table(
+    "vf_templates",
+    metadata,
+    Column("subject_id", String(128), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("model_id", String(128), nullable=False),
+    Column("template", LargeBinary, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+_META_COLUMNS = (
+    templates.c.subject_id,
+    templates.c.key_id,
+    templates.c.model_id,
+    templates.c.created_at,
+    templates.c.updated_at,
+)
+
+
+class SubjectExistsError(Exception):
+    """An enrolment without ``replace`` for a subject that already has a template."""
+
+
+@dataclass(frozen=True)
+class SubjectMeta:
+    subject_id: str
+    key_id: str
+    model_id: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class StoredTemplate:
+    meta: SubjectMeta
+    template: bytes
+
+
+def open_template_database(url: str) -> Database:
+    return Database(url, metadata, name="matcher", schema_version=SCHEMA_VERSION)
+
+
+class TemplateStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def meta(self, subject_id: str) -> SubjectMeta | None:
+        with self.database.transaction() as conn:
+            row = conn.execute(select(*_META_COLUMNS).where(templates.c.subject_id == subject_id)).first()
+        return SubjectMeta(*row) if row else None
+
+    def get(self, subject_id: str) -> StoredTemplate | None:
+        with self.database.transaction() as conn:
+            row = conn.execute(
+                select(*_META_COLUMNS, templates.c.template).where(templates.c.subject_id == subject_id)
+            ).first()
+        return StoredTemplate(SubjectMeta(*row[:5]), bytes(row[5])) if row else None
+
+    def put(self, subject_id: str, *, key_id: str, model_id: str, template: bytes, replace: bool) -> SubjectMeta:
+        """Insert a template, or with ``replace`` overwrite it keeping ``created_at``; one statement either way."""
+        now = utc_now()
+        values = {
+            "subject_id": subject_id,
+            "key_id": key_id,
+            "model_id": model_id,
+            "template": template,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.database.transaction() as conn:
+            if replace:
+                insert = postgresql.insert if self.database.dialect == "postgresql" else sqlite.insert
+                statement = insert(templates).values(**values)
+                conn.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[templates.c.subject_id],
+                        set_={"key_id": key_id, "model_id": model_id, "template": template, "updated_at": now},
+                    )
+                )
+            else:
+                try:
+                    conn.execute(templates.insert().values(**values))
+                except IntegrityError:
+                    raise SubjectExistsError(subject_id) from None
+            row = conn.execute(select(*_META_COLUMNS).where(templates.c.subject_id == subject_id)).one()
+        if replace:
+            self.database.truncate_journal()
+        return SubjectMeta(*row)
+
+    def delete(self, subject_id: str) -> bool:
+        with self.database.transaction() as conn:
+            deleted = conn.execute(delete(templates).where(templates.c.subject_id == subject_id)).rowcount
+        if deleted:
+            self.database.truncate_journal()
+        return bool(deleted)

@@ -1,0 +1,178 @@
+"""Settings of the two services: one pydantic-settings class each, read from ``VEILFACE_*`` variables.
+
+Matcher: ``VEILFACE_MATCHER_KEYS_DIR`` ``VEILFACE_MATCHER_DATA_DIR`` ``VEILFACE_MATCHER_DATABASE_URL``
+``VEILFACE_OPERATOR_TOKENS`` ``VEILFACE_AUTHORITY_URL`` ``VEILFACE_AUTHORITY_TOKEN``
+``VEILFACE_AUTHORITY_TIMEOUT`` ``VEILFACE_AUTHORITY_CA_FILE`` ``VEILFACE_MATCH_THRESHOLD``
+``VEILFACE_MATCHER_WORKERS`` ``VEILFACE_PSEUDONYM_KEY_FILE``.
+Authority: ``VEILFACE_AUTHORITY_KEYS_DIR`` ``VEILFACE_AUTHORITY_DATA_DIR``
+``VEILFACE_AUTHORITY_DATABASE_URL`` ``VEILFACE_AUTHORITY_TOKEN`` ``VEILFACE_AUTHORITY_WORKERS`` and the
+``VEILFACE_BUDGET_*`` limits. Both: ``VEILFACE_ENVIRONMENT`` (production or development) and
+``VEILFACE_LOG_LEVEL``. Production (the default) refuses short tokens and plain HTTP to a remote authority.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from veilface.crypto import ConfigurationError
+
+# Cosine thresholds per model_id. dlib's documented distance 0.6 on unit vectors is cos = 1 - 0.6**2 / 2.
+DEFAULT_THRESHOLDS: dict[str, float] = {"dlib-resnet-v1-128": 0.82}
+
+SCOPES = frozenset({"enroll", "verify", "admin"})
+MIN_OPERATOR_TOKEN_CHARS = 16
+MIN_AUTHORITY_TOKEN_CHARS = 32
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
+
+Environment = Literal["production", "development"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def token_id(token: str) -> str:
+    """A stable name for a token that does not reveal it (the authority budgets and audits by it)."""
+    return hashlib.sha256(b"veilface-token-id\0" + token.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class OperatorToken:
+    token_id: str
+    digest: bytes
+    scopes: frozenset[str]
+
+
+def parse_operator_tokens(raw: str) -> tuple[OperatorToken, ...]:
+    """``tok1,tok2:enroll+verify`` -> tokens with scopes (all scopes when none are given)."""
+    tokens: list[OperatorToken] = []
+    for number, item in enumerate(part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        token, _, scope_text = item.partition(":")
+        if not _TOKEN_CHARS.match(token):
+            raise ConfigurationError(f"VEILFACE_OPERATOR_TOKENS entry {number + 1} has an empty or invalid token")
+        scopes = frozenset(s.strip() for s in scope_text.split("+") if s.strip()) if scope_text else SCOPES
+        unknown = scopes - SCOPES
+        if unknown or not scopes:
+            raise ConfigurationError(
+                f"VEILFACE_OPERATOR_TOKENS entry {number + 1} has unknown scopes {sorted(unknown)}; "
+                f"use {'+'.join(sorted(SCOPES))}"
+            )
+        tokens.append(OperatorToken(token_id(token), hashlib.sha256(token.encode()).digest(), scopes))
+    return tuple(tokens)
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class _ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VEILFACE_", extra="ignore", frozen=True)
+
+    environment: Environment = "production"
+    log_level: LogLevel = "info"
+    authority_token: SecretStr = SecretStr("")
+
+    def _check_authority_token(self) -> None:
+        token = self.authority_token.get_secret_value()
+        if not token:
+            raise ConfigurationError("VEILFACE_AUTHORITY_TOKEN is not set (the matcher-authority shared token)")
+        if self.environment == "production" and len(token) < MIN_AUTHORITY_TOKEN_CHARS:
+            raise ConfigurationError(
+                f"VEILFACE_AUTHORITY_TOKEN must have at least {MIN_AUTHORITY_TOKEN_CHARS} characters in production"
+            )
+
+
+class MatcherSettings(_ServiceSettings):
+    matcher_keys_dir: Path
+    matcher_data_dir: Path = Path("veilface-data/matcher")
+    matcher_database_url: str | None = None
+    operator_tokens: SecretStr = SecretStr("")
+    authority_url: str = "http://127.0.0.1:8401"
+    authority_timeout: float = Field(default=2.0, gt=0, le=30)
+    authority_ca_file: Path | None = None
+    match_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    matcher_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    pseudonym_key_file: Path | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.matcher_database_url or sqlite_url(self.matcher_data_dir / "matcher.db")
+
+    @property
+    def pseudonym_key_path(self) -> Path:
+        return self.pseudonym_key_file or self.matcher_data_dir / "pseudonym.key"
+
+    def operators(self) -> tuple[OperatorToken, ...]:
+        return parse_operator_tokens(self.operator_tokens.get_secret_value())
+
+    def threshold_for(self, model_id: str) -> float:
+        if self.match_threshold is not None:
+            return self.match_threshold
+        try:
+            return DEFAULT_THRESHOLDS[model_id]
+        except KeyError:
+            raise ConfigurationError(
+                f"no default match threshold for model {model_id!r}; calibrate one and set VEILFACE_MATCH_THRESHOLD"
+            ) from None
+
+    def check_safe(self) -> None:
+        """Refuse settings that cannot work or are unsafe outside development."""
+        operators = self.operators()
+        if not operators:
+            raise ConfigurationError("VEILFACE_OPERATOR_TOKENS is not set; the matcher would refuse every request")
+        self._check_authority_token()
+        if urlsplit(self.authority_url).scheme not in ("http", "https"):
+            raise ConfigurationError("VEILFACE_AUTHORITY_URL must be an http:// or https:// URL")
+        if self.environment == "production":
+            raw_tokens = [item.partition(":")[0].strip() for item in self.operator_tokens.get_secret_value().split(",")]
+            if any(0 < len(token) < MIN_OPERATOR_TOKEN_CHARS for token in raw_tokens):
+                raise ConfigurationError(
+                    f"operator tokens must have at least {MIN_OPERATOR_TOKEN_CHARS} characters in production"
+                )
+            if urlsplit(self.authority_url).scheme == "http" and not _is_loopback(self.authority_url):
+                raise ConfigurationError(
+                    "VEILFACE_AUTHORITY_URL uses plain http to a remote host; use https "
+                    "(or VEILFACE_ENVIRONMENT=development)"
+                )
+
+
+class AuthoritySettings(_ServiceSettings):
+    authority_keys_dir: Path
+    authority_data_dir: Path = Path("veilface-data/authority")
+    authority_database_url: str | None = None
+    authority_workers: int = Field(default=1, ge=1, le=64)
+    # Decisions granted per pseudonymous subject per window: a person retries a few times, not dozens.
+    budget_per_subject: int = Field(default=10, ge=1)
+    budget_subject_window: int = Field(default=3600, ge=1, description="seconds")
+    # Per operator token per day: key recovery with crafted ciphertexts needs ~2N answers (DESIGN.md §2).
+    budget_per_token: int = Field(default=2000, ge=1)
+    budget_token_window: int = Field(default=86400, ge=1, description="seconds")
+    budget_global_per_minute: int = Field(default=600, ge=1)
+    # Decisions per CKKS key over its lifetime; past it the authority refuses until a key renewal.
+    budget_per_key: int = Field(default=1_000_000, ge=1)
+
+    @property
+    def database_url(self) -> str:
+        return self.authority_database_url or sqlite_url(self.authority_data_dir / "authority.db")
+
+    def check_safe(self) -> None:
+        self._check_authority_token()
