@@ -192,7 +192,7 @@ def _read_csv(text: str, base: Path, source: Path) -> list[Pair]:
     for row in reader:
         label = (row["same"] or "").strip().lower()
         if label not in _TRUE | _FALSE:
-            raise CalibrationError(f"{source} line {reader.line_num}: same must be 1 or 0, got {row['same']!r}")
+            raise CalibrationError(f"{source} line {reader.line_num}: 'same' must be 1 or 0, not {label!r}")
         pairs.append(Pair(base / row["image_a"].strip(), base / row["image_b"].strip(), label in _TRUE))
     return pairs
 
