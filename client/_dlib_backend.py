@@ -13,6 +13,7 @@ from typing import Any
 
 import dlib
 import numpy as np
+
 from veilface.crypto import ModelNotFoundError
 
 from ._images import detection_view

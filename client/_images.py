@@ -12,6 +12,7 @@ from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
 from veilface.crypto import ImageError
 
 ImageSource = Union[str, "os.PathLike[str]", bytes]

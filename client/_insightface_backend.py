@@ -22,6 +22,7 @@ from typing import Any
 
 import dlib
 import numpy as np
+
 from veilface.crypto import ModelNotFoundError
 
 from ._dlib_backend import LANDMARKS_68_FILE, DlibDetector, box_of, model_file
