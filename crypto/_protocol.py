@@ -16,12 +16,13 @@ from ._presets import MAX_BLINDING_BITS
 # A probe or template must have 1 - eps <= |x|^2 <= 1 + eps. Scaling by 1.2 gives 1.44; CKKS error is ~1e-5.
 NORM_TOLERANCE = 0.01
 # The norm check compares c |p|^2 with c (1 +- eps): the matcher scales the probe by the integer c before
-# conjugating it, so the conjugation's key-switching noise (q/P = 2^11 at N=4096; |p|^2 error up to 0.027
-# at c = 1) shrinks c times relative to the value. r * c * (2 eps) must stay inside the 2^12 the modulus
-# leaves at N=4096 (Delta^2 2/N = 2^47, q/2 ~ 2^59), so the norm checks draw r from [1, 2^4] (what they
-# blur is |p|^2 - 1, the same for every honest probe), the score from [1, 2^10]: 16 * 2048 * 0.021 = 688.
-NORM_GAIN = 2048
-NORM_BLINDING_BITS = 4
+# conjugating it, so the conjugation's key-switching noise (q/P = 2^11 at N=4096) shrinks c times relative
+# to the value (std of |p|^2 at c = 64: 1.8e-4 at 512-D, 1.0e-3 at 128-D, over 300 and 1,000 probes). Values live
+# mod q: in units of Delta^2 2/N the modulus is M = q / 2^47 ~ 8192 at N=4096, so |p|^2 - 1 that is a
+# multiple of M / c wraps to ~0 and passes. A larger c shrinks that period (c = 64: |p|^2 = 129, a probe
+# scaled by 11.36), which is why c stays small; the larger preset has M = 2^52. See README, known limits.
+NORM_GAIN = 64
+NORM_BLINDING_BITS = 4  # r for the norm checks: [1, 16]; what it blurs, |p|^2 - 1, is ~0 for every honest probe
 # Largest |r (v - t)| an honest value can have.
 _SLACK = 1e-3
 NORM_VALUE_BOUND = (1 << NORM_BLINDING_BITS) * NORM_GAIN * (2 * NORM_TOLERANCE + _SLACK)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tenseal as ts
 import tenseal.sealapi as sealapi
+
 import veilface.crypto as vc
 from veilface.crypto import _ckks, _protocol
 from veilface.crypto._seal_io import check_ciphertext_layout
@@ -67,8 +68,8 @@ def test_scores_match_numpy(keyset: vc.KeySet, dim: int) -> None:
         # values[0] = c (|p|^2 - (1 - eps)), so |p|^2 - 1 = values[0] / c - eps
         norm_errors.append(abs(values[0] / _protocol.NORM_GAIN - vc.NORM_TOLERANCE))
     assert max(errors) < TOLERANCE[preset], max(errors)
-    # the norm check's error (conjugation noise) must stay far inside the tolerance eps = 0.01
-    assert max(norm_errors) < vc.NORM_TOLERANCE / 10, max(norm_errors)
+    # the norm check's error (conjugation noise, std 1e-3 at 128-D) must stay inside the tolerance eps = 0.01
+    assert max(norm_errors) < vc.NORM_TOLERANCE / 2, max(norm_errors)
 
 
 @pytest.mark.parametrize("dim", [128, 512])
@@ -592,3 +593,26 @@ def test_public_surface_is_curated() -> None:
     for name in vc.__all__:
         assert hasattr(vc, name), name
     assert not any(name.startswith("_") for name in vc.__all__)
+
+
+def test_known_limit_wrap_point(default_keys: vc.KeySet) -> None:
+    """README, known limits: at N=4096 a probe scaled so that c (|p|^2 - 1) is a multiple of q / (Delta^2 2/N)
+    wraps to ~0 mod q and passes the norm check; the larger preset's modulus puts that point out of reach.
+    If this test starts failing at the default preset, the limit is gone: update the README."""
+    x, y = unit_vectors(np.random.default_rng(12), 2, 128)
+    y = y - (y @ x) * x
+    impostor = 0.3 * x + np.sqrt(1 - 0.09) * y / np.linalg.norm(y)  # unit, cosine 0.3 with x: below 0.5
+    period = 8192 / _protocol.NORM_GAIN  # q / 2^47 ~ 8192 at N=4096
+    factor = float(np.sqrt(1 + period))
+    outcomes = {}
+    for name, keys in (
+        ("default", default_keys),
+        ("large", vc.key_ceremony("ckks-n8192-q60-60-60-d40", model_id=MODEL, dimension=128)),
+    ):
+        client = vc.CkksClientCipher(keys.public, model_id=MODEL, dimension=128)
+        matcher = vc.CkksMatcherCipher(keys.evaluation, model_id=MODEL, dimension=128)
+        authority = vc.CkksAuthorityCipher(keys.secret)
+        template, probe = client.encrypt(x), _scaled_probe(client, impostor, factor)
+        outcomes[name] = {authority.decide(matcher.compare(template, probe, 0.5))[1] for _ in range(6)}
+    assert vc.Outcome.MATCH in outcomes["default"]
+    assert outcomes["large"] == {vc.Outcome.NOT_NORMALISED}
