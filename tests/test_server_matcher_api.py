@@ -1,0 +1,365 @@
+"""The matcher's HTTP API in-process (ASGI), with the plaintext stand-in: every endpoint and every error."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import server_fixtures as sf
+from server_fixtures import (
+    ADMIN_TOKEN,
+    DIMENSION,
+    ENROLL_TOKEN,
+    MODEL_ID,
+    VERIFY_TOKEN,
+    InProcess,
+    auth,
+    in_process,
+    near,
+    octets,
+    unit,
+    unnormalised_plain,
+)
+
+import veilface.crypto as vc
+from veilface.server.keystore import read_verify_key
+
+pytestmark = pytest.mark.anyio
+anyio_backend, keyset, keys_dir, matcher_keys_dir, services = (
+    sf.anyio_backend,
+    sf.keyset,
+    sf.keys_dir,
+    sf.matcher_keys_dir,
+    sf.services,
+)
+
+PROBLEM = "application/problem+json"
+NONCE = "nonce-0123456789abcdef"
+
+
+def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"type", "title", "status", "detail"}
+    assert body["status"] == status and body["type"].endswith("/" + slug), body
+    return body
+
+
+async def enrol(s: InProcess, subject: str, vector: np.ndarray, token: str = ADMIN_TOKEN) -> httpx.Response:
+    template = s.client_cipher.encrypt(vector)
+    return await s.matcher.put(f"/v1/subjects/{subject}/template", content=template, headers=octets(token))
+
+
+async def verify(s: InProcess, subject: str, probe: bytes, token: str = ADMIN_TOKEN) -> httpx.Response:
+    headers = octets(token, **{"X-Client-Nonce": NONCE})
+    return await s.matcher.post(f"/v1/subjects/{subject}/verify", content=probe, headers=headers)
+
+
+async def test_health_and_readiness_need_no_token(services: InProcess) -> None:
+    assert (await services.matcher.get("/healthz")).json() == {"status": "ok"}
+    ready = await services.matcher.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"database": True, "authority": True}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/keys/public"),
+        ("PUT", "/v1/subjects/alice/template"),
+        ("POST", "/v1/subjects/alice/verify"),
+        ("GET", "/v1/subjects/alice"),
+        ("DELETE", "/v1/subjects/alice"),
+        ("GET", "/metrics"),
+    ],
+)
+@pytest.mark.parametrize("headers", [{}, auth("not-a-token-of-this-matcher"), {"Authorization": "Basic abc"}])
+async def test_every_other_endpoint_needs_a_valid_token(
+    services: InProcess, method: str, path: str, headers: dict[str, str]
+) -> None:
+    response = await services.matcher.request(method, path, headers=headers, content=b"x")
+    problem(response, 401, "unauthorized")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    ("token", "method", "path", "params"),
+    [
+        (VERIFY_TOKEN, "PUT", "/v1/subjects/alice/template", {}),
+        (ENROLL_TOKEN, "PUT", "/v1/subjects/alice/template", {"replace": "true"}),
+        (ENROLL_TOKEN, "POST", "/v1/subjects/alice/verify", {}),
+        (ENROLL_TOKEN, "DELETE", "/v1/subjects/alice", {}),
+        (VERIFY_TOKEN, "DELETE", "/v1/subjects/alice", {}),
+    ],
+)
+async def test_scopes_are_enforced(
+    services: InProcess, token: str, method: str, path: str, params: dict[str, str]
+) -> None:
+    response = await services.matcher.request(method, path, headers=octets(token), params=params, content=b"x")
+    problem(response, 403, "forbidden")
+
+
+async def test_public_keys_carry_the_signed_description(services: InProcess, keys_dir: Path) -> None:
+    body = (await services.matcher.get("/v1/keys/public", headers=auth(VERIFY_TOKEN))).json()
+    assert (body["model_id"], body["dimension"]) == (MODEL_ID, DIMENSION)
+    bundle = vc.KeyBundle(vc.Role.PUBLIC, body["preset"], body["key_id"], base64.b64decode(body["bundle"]))
+    description = vc.PublicDescription.from_dict(body["description"])
+    verify_key = read_verify_key(keys_dir / "public" / "signing.pub")
+    vc.verify_public_bundle(bundle, description, body["signature"], verify_key)
+    assert bundle.context == (keys_dir / "public" / "context.bin").read_bytes()
+
+
+async def test_enrol_read_replace_delete(services: InProcess) -> None:
+    rng = np.random.default_rng(1)
+    created = await enrol(services, "alice@example.org", unit(rng), token=ENROLL_TOKEN)
+    assert created.status_code == 201, created.text
+    meta = created.json()
+    assert meta["subject_id"] == "alice@example.org" and meta["model_id"] == MODEL_ID
+    read = await services.matcher.get("/v1/subjects/alice@example.org", headers=auth(VERIFY_TOKEN))
+    assert read.json() == meta and "template" not in read.text
+    problem(await enrol(services, "alice@example.org", unit(rng)), 409, "subject-exists")
+
+    await asyncio.sleep(0.002)  # so updated_at can differ at millisecond resolution
+    template = services.client_cipher.encrypt(unit(rng))
+    replaced = await services.matcher.put(
+        "/v1/subjects/alice@example.org/template", params={"replace": "true"}, content=template, headers=octets()
+    )
+    assert replaced.status_code == 201
+    assert replaced.json()["created_at"] == meta["created_at"] and replaced.json()["updated_at"] > meta["updated_at"]
+
+    assert (await services.matcher.delete("/v1/subjects/alice@example.org", headers=auth())).status_code == 204
+    problem(await services.matcher.delete("/v1/subjects/alice@example.org", headers=auth()), 404, "subject-not-found")
+    problem(await services.matcher.get("/v1/subjects/alice@example.org", headers=auth()), 404, "subject-not-found")
+
+
+async def test_verify_answers_a_signed_bit(services: InProcess, keys_dir: Path) -> None:
+    rng = np.random.default_rng(2)
+    face = unit(rng)
+    assert (await enrol(services, "bob", face)).status_code == 201
+    verify_key = read_verify_key(keys_dir / "public" / "signing.pub")
+    for probe_vector, expected in ((near(rng, face), True), (unit(rng), False)):
+        probe = services.client_cipher.encrypt(probe_vector)
+        response = await verify(services, "bob", probe, token=VERIFY_TOKEN)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "score" not in response.text
+        record = vc.DecisionRecord.from_dict(body)
+        vc.verify_decision(
+            record, verify_key, client_nonce=NONCE, probe_sha256=vc.probe_digest(probe), key_id=record.key_id
+        )
+        assert record.subject_id == "bob" and record.match is expected
+
+
+async def test_unnormalised_template_and_probe_are_refused(services: InProcess) -> None:
+    rng = np.random.default_rng(3)
+    face = unit(rng)
+    assert isinstance(services.client_cipher, vc.PlaintextClientCipher)
+    scaled = unnormalised_plain(services.client_cipher, 1.2 * face)
+    response = await services.matcher.put("/v1/subjects/carol/template", content=scaled, headers=octets())
+    problem(response, 422, "template-not-normalised")
+    problem(await services.matcher.get("/v1/subjects/carol", headers=auth()), 404, "subject-not-found")
+    assert (await enrol(services, "carol", face)).status_code == 201
+    problem(await verify(services, "carol", scaled), 422, "probe-not-normalised")
+
+
+@pytest.mark.parametrize(
+    "header_change",
+    [
+        {"key_id": "0" * 32},
+        {"model_id": "arcface-r100-512"},
+        {"dimension": 512},
+        {"preset": "other"},
+        {"scheme": "ckks"},
+    ],
+)
+async def test_ciphertexts_of_another_deployment_are_refused(
+    services: InProcess, header_change: dict[str, Any]
+) -> None:
+    envelope = vc.Envelope.from_bytes(
+        services.client_cipher.encrypt(unit(np.random.default_rng(4))), kind=vc.EnvelopeKind.EMBEDDING
+    )
+    foreign = vc.Envelope(envelope.kind, {**envelope.header, **header_change}, envelope.payload).to_bytes()
+    problem(
+        await services.matcher.put("/v1/subjects/dave/template", content=foreign, headers=octets()),
+        422,
+        "invalid-ciphertext",
+    )
+    assert (await enrol(services, "dave", unit(np.random.default_rng(5)))).status_code == 201
+    problem(await verify(services, "dave", foreign), 422, "invalid-ciphertext")
+
+
+@pytest.mark.parametrize("body", [b"", b"garbage", b"VFCT\x01\x01\x00\x05{}", b"VFCT\x01\x02\x00\x02{}"])
+async def test_garbage_is_refused(services: InProcess, body: bytes) -> None:
+    problem(
+        await services.matcher.put("/v1/subjects/erin/template", content=body, headers=octets()),
+        422,
+        "invalid-ciphertext",
+    )
+
+
+async def test_check_order_for_bodies(services: InProcess) -> None:
+    rng = np.random.default_rng(6)
+    big = b"\0" * (8 * DIMENSION + 8 + 1024 + 1)
+    # unknown subject first, whatever the body
+    problem(
+        await services.matcher.post("/v1/subjects/nobody/verify", content=big, headers=auth()), 404, "subject-not-found"
+    )
+    assert (await enrol(services, "frank", unit(rng))).status_code == 201
+    # size before content type, content type before the envelope and the nonce
+    plain = {**auth(), "Content-Type": "text/plain"}
+    problem(
+        await services.matcher.post("/v1/subjects/frank/verify", content=big, headers=plain), 413, "payload-too-large"
+    )
+    problem(
+        await services.matcher.put("/v1/subjects/gina/template", content=big, headers=plain), 413, "payload-too-large"
+    )
+    problem(
+        await services.matcher.post("/v1/subjects/frank/verify", content=b"x", headers=plain),
+        415,
+        "unsupported-media-type",
+    )
+    problem(
+        await services.matcher.put("/v1/subjects/gina/template", content=b"x", headers=auth()),
+        415,
+        "unsupported-media-type",
+    )
+    problem(
+        await services.matcher.post("/v1/subjects/frank/verify", content=b"x", headers=octets()), 422, "invalid-request"
+    )
+
+
+async def test_streamed_body_over_the_limit_is_refused(services: InProcess) -> None:
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b"\0" * 1024
+
+    response = await services.matcher.put("/v1/subjects/hank/template", content=chunks(), headers=octets())
+    problem(response, 413, "payload-too-large")
+
+
+@pytest.mark.parametrize("nonce", [None, "short", "x" * 129, "has spaces in it!!", "plus+and/slash-0123456"])
+async def test_client_nonce_is_required_and_checked(services: InProcess, nonce: str | None) -> None:
+    rng = np.random.default_rng(7)
+    assert (await enrol(services, "ivan", unit(rng))).status_code == 201
+    headers = octets() | ({"X-Client-Nonce": nonce} if nonce is not None else {})
+    probe = services.client_cipher.encrypt(unit(rng))
+    response = await services.matcher.post("/v1/subjects/ivan/verify", content=probe, headers=headers)
+    problem(response, 422, "invalid-request")
+
+
+@pytest.mark.parametrize("subject", ["a" * 129, "white space", "semi;colon", "ümlaut"])
+async def test_subject_ids_are_checked_after_authentication(services: InProcess, subject: str) -> None:
+    problem(await services.matcher.get(f"/v1/subjects/{subject}"), 401, "unauthorized")
+    problem(await services.matcher.get(f"/v1/subjects/{subject}", headers=auth()), 422, "invalid-request")
+    response = await services.matcher.put(f"/v1/subjects/{subject}/template", content=b"x", headers=octets())
+    problem(response, 422, "invalid-request")
+
+
+async def test_unknown_routes_are_problems_too(services: InProcess) -> None:
+    problem(await services.matcher.get("/v2/nothing", headers=auth()), 404, "not-found")
+    problem(await services.matcher.post("/v1/keys/public", headers=auth()), 405, "method-not-allowed")
+
+
+async def test_budget_refusals_are_relayed(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path, authority={"budget_per_subject": 2}) as s:
+        rng = np.random.default_rng(8)
+        assert (await enrol(s, "judy", unit(rng))).status_code == 201  # the enrolment's norm check counts
+        assert (await verify(s, "judy", s.client_cipher.encrypt(unit(rng)))).status_code == 200
+        refused = await verify(s, "judy", s.client_cipher.encrypt(unit(rng)))
+        assert "subject" in problem(refused, 429, "budget-exhausted")["detail"]
+        assert int(refused.headers["retry-after"]) > 0
+
+
+async def test_metrics_count_requests_and_decisions_without_identifiers(services: InProcess) -> None:
+    rng = np.random.default_rng(9)
+    face = unit(rng)
+    assert (await enrol(services, "karl-secret-name", face)).status_code == 201
+    assert (await verify(services, "karl-secret-name", services.client_cipher.encrypt(face))).status_code == 200
+    text = (await services.matcher.get("/metrics", headers=auth(VERIFY_TOKEN))).text
+    assert 'veilface_decisions_total{outcome="match",purpose="verify"} 1.0' in text
+    assert 'route="/v1/subjects/{subject_id}/verify"' in text
+    assert "karl-secret-name" not in text and ADMIN_TOKEN not in text
+
+
+def _authority_answering(handler: Any) -> httpx.MockTransport:
+    return httpx.MockTransport(handler)
+
+
+async def test_authority_down_means_503_and_not_ready(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path, authority_transport=_authority_answering(refuse)) as s:
+        ready = await s.matcher.get("/readyz")
+        assert ready.status_code == 503 and ready.json() == {"database": True, "authority": False}
+        problem(await enrol(s, "lena", unit(np.random.default_rng(10))), 503, "authority-unavailable")
+
+
+async def test_a_hanging_authority_is_cut_off_within_two_seconds(
+    keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path
+) -> None:
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(500)
+
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path, authority_transport=_authority_answering(hang)) as s:
+        started = time.monotonic()
+        problem(await enrol(s, "mona", unit(np.random.default_rng(11))), 503, "authority-unavailable")
+        assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected_status", "slug"),
+    [
+        (409, {"type": "tag:veilface,2025:problems/replayed-request"}, 409, "replayed-request"),
+        (401, {}, 503, "authority-unavailable"),
+        (500, {}, 503, "authority-unavailable"),
+        (422, {}, 502, "authority-bad-answer"),
+        (200, {"unexpected": True}, 502, "authority-bad-answer"),
+    ],
+)
+async def test_authority_answers_are_relayed_or_refused(
+    keys_dir: Path,
+    matcher_keys_dir: Path,
+    tmp_path: Path,
+    status: int,
+    body: dict[str, Any],
+    expected_status: int,
+    slug: str,
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body)
+
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path, authority_transport=_authority_answering(answer)) as s:
+        problem(await enrol(s, "nina", unit(np.random.default_rng(12))), expected_status, slug)
+
+
+async def test_a_forged_decision_is_not_relayed(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:
+    """An answer signed by another key (or for another request) never reaches the client."""
+    forger = vc.SigningKey.generate()
+
+    def forge(request: httpx.Request) -> httpx.Response:
+        record = vc.sign_decision(
+            forger,
+            request_id=request.headers["X-Request-Id"],
+            subject_ref=request.headers["X-Subject-Ref"],
+            match=True,
+            key_id="0" * 32,
+            client_nonce=request.headers.get("X-Client-Nonce", ""),
+            probe_sha256=request.headers.get("X-Probe-Sha256", ""),
+        )
+        purpose = "verify" if "X-Client-Nonce" in request.headers else "enrol"
+        outcome = "match" if purpose == "verify" else "normalised"
+        body = {"request_id": record.request_id, "purpose": purpose, "outcome": outcome}
+        return httpx.Response(200, json={**body, "record": record.to_dict() if purpose == "verify" else None})
+
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path, authority_transport=_authority_answering(forge)) as s:
+        rng = np.random.default_rng(13)
+        assert (await enrol(s, "oscar", unit(rng))).status_code == 201
+        problem(await verify(s, "oscar", s.client_cipher.encrypt(unit(rng))), 502, "authority-bad-answer")
