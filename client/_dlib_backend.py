@@ -29,7 +29,7 @@ DIMENSION = 128
 #: not unit vectors: their norms measured 1.32-1.59, median 1.44, on 22 faces (the 15 photos of the
 #: development set and the 7 faces of insightface's sample photos). For two descriptors of norm n,
 #: ||a - b||^2 = 2 n^2 (1 - cos), so ||a - b|| < 0.6 becomes cos > 1 - 0.6^2 / (2 * 1.44^2) = 0.913.
-#: (Reading them as unit vectors gives 1 - 0.6^2 / 2 = 0.82, which let 47 of the development set's 91
+#: (Reading them as unit vectors gives 1 - 0.6^2 / 2 = 0.82, which lets 48 of the development set's 91
 #: impostor pairs match.) deepface's own tuning of the same model (its ``config/threshold.py``) uses cosine
 #: distance 0.07, i.e. similarity 0.93. Calibrate on your own pairs with ``veilface calibrate``.
 DEFAULT_THRESHOLD = 0.91

@@ -100,11 +100,11 @@ def five_points_from_68(points: np.ndarray) -> np.ndarray:
     )
 
 
-def missing_model_message(path: Path) -> str:
-    """What to put where when no model is found at ``path``."""
+def missing_model_message(path: Path, problem: str | None = None) -> str:
+    """``problem`` (default: nothing at ``path``), then what to put where."""
     pack = path.name if path.name in PACK_FILES else "buffalo_l"
     return (
-        f"no insightface model at {path}: expected a model pack directory holding "
+        f"{problem or f'no insightface model at {path}'}: expected a model pack directory holding "
         f"{', '.join(PACK_FILES[pack])} ({pack}), or a recognition .onnx file. veilface never downloads "
         f"models: unzip {_PACK_URL.format(name=pack)} into {path}, or point --model (or {MODEL_ENV}) at a "
         "pack directory or a recognition .onnx file. The buffalo models are licensed for non-commercial "
@@ -132,7 +132,7 @@ def load_insightface(path: Path) -> InsightfaceEmbedder:
                 f"{path} is not a face recognition model (insightface expects one square image input, "
                 "at least 112 px and a multiple of 16, and one output)"
             )
-        return InsightfaceEmbedder(recognizer, Path(path), detector=None)
+        return InsightfaceEmbedder(recognizer, path, detector=None)
     files = sorted(path.glob("*.onnx")) if path.is_dir() else []
     if not files:
         raise ModelNotFoundError(missing_model_message(path))
@@ -145,10 +145,8 @@ def load_insightface(path: Path) -> InsightfaceEmbedder:
         else:
             logger.debug("model pack %s: not using %s (task %s)", path, file.name, task)
     if "recognition" not in models:
-        raise ModelNotFoundError(
-            f"{path} holds no face recognition model (found {', '.join(f.name for f in files)}); "
-            + missing_model_message(path)
-        )
+        found = ", ".join(file.name for file in files)
+        raise ModelNotFoundError(missing_model_message(path, f"{path} holds no face recognition model ({found})"))
     recognition_file, recognizer = models["recognition"]
     detector = models["detection"][1] if "detection" in models else None
     if detector is not None:
