@@ -162,6 +162,7 @@ class CkksMatcherCipher(_CkksBase):
         if not self._conjugation_keys.has_key(2 * self._n - 1):
             raise ConfigurationError("evaluation bundle's conjugation.bin holds no conjugation key")
         self._product_scale = self._scale * self._scale
+        self._stock: list[tuple[sealapi.Plaintext, sealapi.Ciphertext]] = []
 
     def _open(self, data: bytes) -> sealapi.Ciphertext:
         envelope = Envelope.from_bytes(data, kind=EnvelopeKind.EMBEDDING)
@@ -199,22 +200,19 @@ class CkksMatcherCipher(_CkksBase):
         factors = list(blinding) if blinding is not None else [blinding_factor(bits) for _, _, bits in checks]
         # |p|^2 as p * conj(p): the constant coefficient is then (2/N) sum |z_k|^2, positive definite.
         # Squaring would give sum Re(z_k^2), which imaginary parts can cancel while the real parts grow.
-        gained, conjugate, gain = (
-            sealapi.Ciphertext(self._seal),
-            sealapi.Ciphertext(self._seal),
-            sealapi.Plaintext(),
-        )
+        gained, conjugate, gain = sealapi.Ciphertext(self._seal), sealapi.Ciphertext(self._seal), sealapi.Plaintext()
         self._encoder.encode(float(NORM_GAIN), probe.parms_id(), 1.0, gain)
         self._evaluator.multiply_plain(probe, gain, gained)
         self._evaluator.complex_conjugate(gained, self._conjugation_keys, conjugate)
-        products = []
-        for _ in range(2):  # sealapi has no ciphertext copy; multiplying twice costs ~50 us
-            norm = sealapi.Ciphertext(self._seal)
-            self._evaluator.multiply(probe, conjugate, norm)
-            products.append(norm)
+        norm = sealapi.Ciphertext(self._seal)
+        self._evaluator.multiply(probe, conjugate, norm)
+        # Relinearising before blinding is the same as after (both are linear) and serves both norm checks.
+        self._evaluator.relinearize_inplace(norm, self._relin_keys)
+        products = [norm, norm]
         if template is not None:
             score = sealapi.Ciphertext(self._seal)
             self._evaluator.multiply(template, probe, score)
+            self._evaluator.relinearize_inplace(score, self._relin_keys)
             products.append(score)
         parts = [
             self._files.ciphertext_bytes(self._blind(product, sign * r, t))
@@ -224,18 +222,40 @@ class CkksMatcherCipher(_CkksBase):
         return Envelope(EnvelopeKind.BLINDED, header, b"".join(parts)).to_bytes()
 
     def _blind(self, product: sealapi.Ciphertext, factor: int, threshold: float) -> sealapi.Ciphertext:
-        """factor * (product - threshold), random elsewhere, relinearised and re-randomised."""
-        plain_factor = sealapi.Plaintext()
+        """factor * (product - threshold) in the constant coefficient, uniform elsewhere, re-randomised."""
+        plain_factor, plain_threshold = sealapi.Plaintext(), sealapi.Plaintext()
         self._encoder.encode(float(factor), product.parms_id(), 1.0, plain_factor)  # scale 1: no level used
-        self._evaluator.multiply_plain_inplace(product, plain_factor)
-        constant = round(-factor * threshold * (2.0 / self._n) * product.scale)
-        self._evaluator.add_plain_inplace(product, self._mask(constant, product.scale))
-        self._evaluator.relinearize_inplace(product, self._relin_keys)
+        result = sealapi.Ciphertext(self._seal)
+        self._evaluator.multiply_plain(product, plain_factor, result)
+        # A constant encoded in every slot is the constant polynomial: -factor * t * (2/N) * Delta^2.
+        self._encoder.encode(-factor * threshold * 2.0 / self._n, result.parms_id(), result.scale, plain_threshold)
+        self._evaluator.add_plain_inplace(result, plain_threshold)
+        mask, zero = self._randomness()
+        mask.scale = zero.scale = result.scale
+        self._evaluator.add_plain_inplace(result, mask)
+        self._evaluator.add_inplace(result, zero)
+        return result
+
+    def replenish(self, count: int = 12) -> int:
+        """Precompute masks and encryptions of zero (each used once, then dropped) off the request path.
+
+        Each verification takes three pairs, each enrolment two; without a stock they are made on the spot
+        (about 1 ms each). Returns how many pairs are in stock.
+        """
+        while len(self._stock) < count:
+            self._stock.append(self._fresh_randomness())
+        return len(self._stock)
+
+    def _randomness(self) -> tuple[sealapi.Plaintext, sealapi.Ciphertext]:
+        try:
+            return self._stock.pop()
+        except IndexError:
+            return self._fresh_randomness()
+
+    def _fresh_randomness(self) -> tuple[sealapi.Plaintext, sealapi.Ciphertext]:
         zero = sealapi.Ciphertext(self._seal)
-        self._encryptor.encrypt_zero(product.parms_id(), zero)
-        zero.scale = product.scale
-        self._evaluator.add_inplace(product, zero)
-        return product
+        self._encryptor.encrypt_zero(self._parms_id, zero)
+        return self._mask(0, self._product_scale), zero
 
     def _mask(self, constant: int, scale: float) -> sealapi.Plaintext:
         """Constant coefficient ``constant``, every other coefficient uniform mod q.
