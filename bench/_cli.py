@@ -28,5 +28,25 @@ def crypto(
     raise typer.Exit(bench_crypto.main(argv))
 
 
+@bench_app.command("faces")
+def faces(
+    runs: Annotated[int, typer.Option(help="Timed runs per image.")] = 10,
+    backend: Annotated[list[str] | None, typer.Option(help="Backend(s) to time; default all available.")] = None,
+    model: Annotated[Path | None, typer.Option(help="insightface pack directory or .onnx file.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write results as JSON here.")] = None,
+) -> None:
+    """Face pipeline per stage (decode, detect, landmarks, embed) per backend, on shipped photos."""
+    from veilface.bench import faces as bench_faces
+
+    argv = ["--runs", str(runs)]
+    for name in backend or []:
+        argv += ["--backend", name]
+    if model:
+        argv += ["--model", str(model)]
+    if json_path:
+        argv += ["--json", str(json_path)]
+    raise typer.Exit(bench_faces.main(argv))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
