@@ -26,8 +26,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from veilface.crypto import ConfigurationError
 
-# Cosine thresholds per model_id. dlib's documented distance 0.6 on unit vectors is cos = 1 - 0.6**2 / 2.
-DEFAULT_THRESHOLDS: dict[str, float] = {"dlib-resnet-v1-128": 0.82}
+# Cosine thresholds per model_id, the client backends' documented defaults (a test keeps them equal): dlib's
+# distance 0.6 on its raw descriptors (norm ~1.44) is cosine 0.91 on normalised ones, see client/_dlib_backend.py.
+DEFAULT_THRESHOLDS: dict[str, float] = {"dlib-resnet-v1-128": 0.91}
 
 SCOPES = frozenset({"enroll", "verify", "admin"})
 MIN_OPERATOR_TOKEN_CHARS = 16
@@ -56,10 +57,10 @@ def parse_operator_tokens(raw: str) -> tuple[OperatorToken, ...]:
     for number, item in enumerate(part.strip() for part in raw.split(",")):
         if not item:
             continue
-        token, _, scope_text = item.partition(":")
+        token, colon, scope_text = item.partition(":")
         if not _TOKEN_CHARS.match(token):
             raise ConfigurationError(f"VEILFACE_OPERATOR_TOKENS entry {number + 1} has an empty or invalid token")
-        scopes = frozenset(s.strip() for s in scope_text.split("+") if s.strip()) if scope_text else SCOPES
+        scopes = frozenset(s.strip() for s in scope_text.split("+") if s.strip()) if colon else SCOPES
         unknown = scopes - SCOPES
         if unknown or not scopes:
             raise ConfigurationError(
