@@ -101,3 +101,7 @@ def main() -> None:
     except ConfigurationError as exc:
         typer.echo(f"Error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
