@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
@@ -45,6 +45,10 @@ def _initialise(build: Callable[[], Any], parent_pid: int) -> None:
     exit_with_parent(parent_pid, lambda: os._exit(0))
     global _worker_cipher
     _worker_cipher = build()
+    # Ciphers that can precompute their per-request randomness do it now, before the first request.
+    replenish = getattr(_worker_cipher, "replenish", None)
+    if replenish is not None:
+        replenish()
 
 
 def _call(method: str, args: tuple[Any, ...]) -> Any:
@@ -55,8 +59,15 @@ def _ready() -> bool:
     return _worker_cipher is not None
 
 
+def _log_failure(future: Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("background work failed", extra={"error": type(future.exception()).__name__})
+
+
 class CipherRunner(Protocol):
     async def call(self, method: str, *args: Any) -> Any: ...
+
+    def background(self, method: str) -> None: ...
 
     async def start(self) -> None: ...
 
@@ -71,6 +82,9 @@ class InlineRunner:
 
     async def call(self, method: str, *args: Any) -> Any:
         return getattr(self._cipher, method)(*args)
+
+    def background(self, method: str) -> None:
+        return None  # inline ciphers do their work on demand
 
     async def start(self) -> None:
         return None
@@ -87,6 +101,7 @@ class ProcessRunner:
         self._workers = workers
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._pending: Future[Any] | None = None
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -122,6 +137,16 @@ class ProcessRunner:
             raise Problem(
                 503, "worker-failed", "Service unavailable", "a worker process failed; retry the request"
             ) from None
+
+    def background(self, method: str) -> None:
+        """Queue ``method`` on some worker without waiting for it; at most one such task is queued at a time."""
+        if self._pending is not None and not self._pending.done():
+            return
+        try:
+            self._pending = self._current().submit(_call, method, ())
+        except (BrokenProcessPool, RuntimeError):
+            return  # the pool is being replaced or shut down; the next request starts afresh
+        self._pending.add_done_callback(_log_failure)
 
     def close(self) -> None:
         with self._lock:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import tenseal as ts
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, text
 
 import veilface.crypto as vc
@@ -26,10 +30,11 @@ from veilface.server.authority.engine import AuthorityEngine
 from veilface.server.keystore import read_public_description, write_keyset
 from veilface.server.matcher import create_matcher_app
 from veilface.server.matcher.engine import MatcherEngine
-from veilface.server.settings import AuthoritySettings, MatcherSettings
+from veilface.server.settings import DEFAULT_THRESHOLDS, AuthoritySettings, MatcherSettings
 
 MODEL_ID = "dlib-resnet-v1-128"
 DIMENSION = 128
+THRESHOLD = DEFAULT_THRESHOLDS[MODEL_ID]
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 ENROLL_TOKEN = "enroll-token-0123456789abcdef"
 VERIFY_TOKEN = "verify-token-0123456789abcdef"
@@ -51,8 +56,8 @@ def unit(rng: np.random.Generator, dimension: int = DIMENSION) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def near(rng: np.random.Generator, vector: np.ndarray, noise: float = 0.05) -> np.ndarray:
-    """A genuine-like probe: the same direction plus a little noise (cosine ~0.97)."""
+def near(rng: np.random.Generator, vector: np.ndarray, noise: float = 0.02) -> np.ndarray:
+    """A genuine-like probe: the same direction plus a little noise (cosine ~0.97 at 128-D)."""
     other = vector + noise * rng.normal(size=vector.shape)
     return other / np.linalg.norm(other)
 
@@ -213,3 +218,28 @@ def drop_veilface_tables(url: str) -> None:
         for name in names:
             conn.execute(text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
     engine.dispose()
+
+
+def secret_markers(keyset: vc.KeySet) -> list[bytes]:
+    """Byte strings that only the secret key material contains: windows of the CKKS secret key as SEAL saves
+    it (compressed, as inside secret/context.bin), of its raw NTT coefficients, and the Ed25519 private key."""
+    secret_key = ts.context_from(keyset.secret.context).secret_key().data
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "sk.bin")
+        secret_key.save(path)
+        saved = Path(path).read_bytes()
+    poly = secret_key.data()
+    raw = b"".join(struct.pack("<Q", poly[i]) for i in range(poly.coeff_count()))
+    private = keyset.signing_key._key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    pem_body = b"".join(keyset.signing_key.to_pem().splitlines()[1:-1])
+    markers = [saved[i : i + 48] for i in range(64, len(saved) - 48, len(saved) // 8)]
+    markers += [raw[i : i + 32] for i in range(0, len(raw), len(raw) // 8)]
+    return [*markers, private, pem_body]
+
+
+def files_holding(root: Path, markers: list[bytes]) -> list[str]:
+    """Every file under ``root`` (or ``root`` itself) that contains any marker."""
+    paths = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+    return [str(p) for p in paths if any(marker in p.read_bytes() for marker in markers)]

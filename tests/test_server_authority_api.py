@@ -64,7 +64,7 @@ def blinded_verify(keys_dir: Path, score_match: bool = True) -> bytes:
     client = client_cipher(keys_dir)
     face = unit(rng)
     probe = face if score_match else unit(rng)
-    return matcher_cipher(keys_dir).compare(client.encrypt(face), client.encrypt(probe), 0.82)
+    return matcher_cipher(keys_dir).compare(client.encrypt(face), client.encrypt(probe), sf.THRESHOLD)
 
 
 async def decide(s: InProcess, body: bytes, **kwargs: Any) -> httpx.Response:

@@ -68,8 +68,11 @@ class MatcherEngine:
 
     async def blind_norm(self, template: bytes) -> bytes:
         result: bytes = await self._runner.call("blind_norm", template)
+        self._runner.background("replenish")
         return result
 
     async def compare(self, template: bytes, probe: bytes, threshold: float) -> bytes:
         result: bytes = await self._runner.call("compare", template, probe, threshold)
+        # Refill the masks and encryptions of zero this used while the service waits for the authority.
+        self._runner.background("replenish")
         return result

@@ -1,0 +1,229 @@
+"""End to end against real processes: authority and matcher under uvicorn on loopback, real CKKS.
+
+Enrol, verify (genuine, impostor, scaled), delete; SIGTERM stops everything (no worker left, ports free);
+afterwards nothing the matcher wrote or read, and no row of its database, holds secret-key material.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+import server_fixtures as sf
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, auth, near, octets, unit, unnormalised_ckks
+from sqlalchemy import MetaData, create_engine, select
+
+import veilface.crypto as vc
+from veilface.server.keystore import read_verify_key
+from veilface.server.launch import start_services
+
+pytestmark = pytest.mark.e2e
+keyset, keys_dir, postgres_url = sf.keyset, sf.keys_dir, sf.postgres_url
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, queue = set(), [pid]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            found.add(child)
+            queue.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def port_is_free(url: str) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", urlsplit(url).port or 0))
+        except OSError:
+            return False
+    return True
+
+
+def database_rows(url: str) -> bytes:
+    """Every value of every veilface table, as bytes, so a scan covers rows on any backend."""
+    engine = create_engine(url)
+    metadata = MetaData()
+    metadata.reflect(engine)
+    values: list[bytes] = []
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            if table.name.startswith("vf_"):
+                for row in conn.execute(select(table)):
+                    values += [v if isinstance(v, bytes) else str(v).encode() for v in row]
+    engine.dispose()
+    return b"\n".join(values)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
+    """The services' database settings, and the matcher's database URL for scanning."""
+    if request.param == "sqlite":
+        return {}, f"sqlite:///{tmp_path / 'data' / 'matcher' / 'matcher.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return {"VEILFACE_MATCHER_DATABASE_URL": url, "VEILFACE_AUTHORITY_DATABASE_URL": url}, url
+
+
+def test_end_to_end_on_real_processes(
+    keyset: vc.KeySet,
+    keys_dir: Path,
+    tmp_path: Path,
+    database: tuple[dict[str, str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env, matcher_database = database
+    data = tmp_path / "data"
+    rng = np.random.default_rng(30)
+    verify_key = read_verify_key(keys_dir / "public" / "signing.pub")
+    services = start_services(keys_dir, data, operator_token=ADMIN_TOKEN, env=env)
+    try:
+        with httpx.Client(base_url=services.matcher_url, timeout=10.0) as http:
+            assert http.get("/readyz").json() == {"database": True, "authority": True}
+            published = http.get("/v1/keys/public", headers=auth()).json()
+            bundle = vc.KeyBundle(
+                vc.Role.PUBLIC, published["preset"], published["key_id"], base64.b64decode(published["bundle"])
+            )
+            vc.verify_public_bundle(
+                bundle, vc.PublicDescription.from_dict(published["description"]), published["signature"], verify_key
+            )
+            client = vc.CkksClientCipher(bundle, model_id=MODEL_ID, dimension=DIMENSION)
+
+            alice, bob = unit(rng), unit(rng)
+            for subject, face in (("alice", alice), ("bob", bob)):
+                response = http.put(f"/v1/subjects/{subject}/template", content=client.encrypt(face), headers=octets())
+                assert response.status_code == 201, response.text
+
+            def verify(subject: str, probe: bytes) -> httpx.Response:
+                headers = octets(**{"X-Client-Nonce": "e2e-nonce-0123456789"})
+                return http.post(f"/v1/subjects/{subject}/verify", content=probe, headers=headers)
+
+            for subject, vector, expected in (("alice", near(rng, alice), True), ("alice", bob, False)):
+                probe = client.encrypt(vector)
+                response = verify(subject, probe)
+                assert response.status_code == 200, response.text
+                record = vc.DecisionRecord.from_dict(response.json())
+                vc.verify_decision(
+                    record,
+                    verify_key,
+                    client_nonce="e2e-nonce-0123456789",
+                    probe_sha256=vc.probe_digest(probe),
+                    key_id=bundle.key_id,
+                )
+                assert record.match is expected and record.subject_id == subject
+
+            scaled = verify("alice", unnormalised_ckks(client, 1.2 * alice, monkeypatch))
+            assert scaled.status_code == 422 and scaled.json()["type"].endswith("/probe-not-normalised")
+
+            assert http.delete("/v1/subjects/alice", headers=auth()).status_code == 204
+            assert verify("alice", client.encrypt(alice)).status_code == 404
+            assert http.get("/v1/subjects/bob", headers=auth()).status_code == 200
+        workers = descendants(services.matcher.pid) | descendants(services.authority.pid)
+        assert len(workers) >= 2  # each service's worker pool
+    finally:
+        services.stop()
+
+    assert (services.matcher.process.returncode, services.authority.process.returncode) == (0, 0)
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+    assert port_is_free(services.matcher_url) and port_is_free(services.authority_url)
+
+    markers = sf.secret_markers(keyset)
+    assert sf.files_holding(keys_dir / "secret", markers)  # the scan finds the secret where it is
+    assert sorted(p.name for p in (data / "matcher" / "keys").iterdir()) == ["evaluation", "public"]
+    assert sf.files_holding(data / "matcher", markers) == []
+    assert sf.files_holding(data / "matcher.log", markers) == []
+    rows = database_rows(matcher_database)
+    assert b"bob" in rows and not any(marker in rows for marker in markers)
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_serve_all_with_tls_generates_a_token_and_stops_on_sigterm(keys_dir: Path, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    data = tmp_path / "all"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEILFACE_")}
+    command = [sys.executable, "-c", "from veilface.client.cli import main; main()", "serve", "all"]
+    command += ["--keys", str(keys_dir), "--data", str(data), "--port", "0"]
+    command += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    supervisor = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert supervisor.stderr is not None
+        lines: list[str] = []
+        while not any(line.startswith("operator token in") for line in lines):
+            line = supervisor.stderr.readline()
+            assert line, f"serve all ended early: {lines[-5:]}"
+            lines.append(line)
+        matcher_url = next(line.split()[1] for line in lines if line.startswith("matcher "))
+        assert matcher_url.startswith("https://127.0.0.1:")
+        token_file = data / "operator.token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        with httpx.Client(base_url=matcher_url, verify=ssl.create_default_context(cafile=cert), timeout=10.0) as http:
+            assert http.get("/readyz").status_code == 200
+            assert http.get("/v1/keys/public", headers=auth(token)).status_code == 200
+            assert http.get("/v1/keys/public", headers=auth(ADMIN_TOKEN)).status_code == 401
+        services = descendants(supervisor.pid)
+        assert len(services) >= 4  # two services, each with its worker pool
+        assert not (data / "matcher" / "keys" / "secret").exists()
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.communicate(timeout=30)
+    assert supervisor.returncode == 0
+    time.sleep(0.2)
+    assert not any(alive(pid) for pid in services)
