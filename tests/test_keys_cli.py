@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import tenseal as ts
-import veilface.crypto as vc
 from typer.testing import CliRunner
+
+import veilface.crypto as vc
 from veilface.client.cli import app
 from veilface.server import keystore
 
