@@ -124,19 +124,22 @@ class ProcessRunner:
         await asyncio.gather(*(loop.run_in_executor(executor, _ready) for _ in range(self._workers)))
 
     async def call(self, method: str, *args: Any) -> Any:
-        executor = self._current()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, _call, method, args)
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): replace the pool so later requests are served.
-            log.error("worker process died; restarting the pool", extra={"operation": method})
-            with self._lock:
-                if self._executor is executor:
-                    self._executor = None
-            executor.shutdown(wait=False, cancel_futures=True)
-            raise Problem(
-                503, "worker-failed", "Service unavailable", "a worker process failed; retry the request"
-            ) from None
+        """Run on a worker; if the pool broke (a worker was killed or ran out of memory), replace it and try
+        once more, so one lost worker costs no request. Input that kills a worker twice gets 503."""
+        for attempt in range(2):
+            executor = self._current()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(executor, _call, method, args)
+            except BrokenProcessPool:
+                log.error("worker process died; restarting the pool", extra={"operation": method, "attempt": attempt})
+                self._discard(executor)
+        raise Problem(503, "worker-failed", "Service unavailable", "a worker process failed; retry later")
+
+    def _discard(self, executor: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is executor:
+                self._executor = None
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def background(self, method: str) -> None:
         """Queue ``method`` on some worker without waiting for it; at most one such task is queued at a time."""

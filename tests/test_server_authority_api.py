@@ -199,6 +199,16 @@ async def test_audit_chain_detects_an_altered_row(services: InProcess, keys_dir:
     ledger.database.dispose()
 
 
+async def test_metrics_count_decisions_and_refusals(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path, authority={"budget_per_subject": 1}) as s:
+        for _ in range(2):
+            await decide(s, blinded_verify(keys_dir))
+        text = (await s.authority.get("/metrics", headers=auth(AUTHORITY_TOKEN))).text
+    assert 'veilface_decisions_total{outcome="match",purpose="verify"} 1.0' in text
+    assert 'veilface_decisions_total{outcome="refused-subject",purpose="verify"} 1.0' in text
+    assert "a" * 64 not in text and TOKEN_ID not in text
+
+
 async def test_the_authority_stores_no_ciphertext(services: InProcess, keys_dir: Path) -> None:
     blinded = blinded_verify(keys_dir)
     assert (await decide(services, blinded)).status_code == 200

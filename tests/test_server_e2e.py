@@ -31,7 +31,7 @@ from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, auth, near, octets
 from sqlalchemy import MetaData, create_engine, select
 
 import veilface.crypto as vc
-from veilface.server.keystore import read_verify_key
+from veilface.server.keystore import read_bundle, read_public_description, read_verify_key
 from veilface.server.launch import start_services
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +55,13 @@ def descendants(pid: int) -> set[int]:
             found.add(child)
             queue.append(child)
     return found
+
+
+def pool_workers(pid: int) -> set[int]:
+    """The worker processes of a service's process pool (not multiprocessing's resource tracker)."""
+    return {
+        child for child in descendants(pid) if b"spawn_main" in (Path("/proc") / str(child) / "cmdline").read_bytes()
+    }
 
 
 def alive(pid: int) -> bool:
@@ -144,6 +151,14 @@ def test_end_to_end_on_real_processes(
                 )
                 assert record.match is expected and record.subject_id == subject
 
+            # A worker killed outright is replaced, and the request that found it gone is still served.
+            (worker,) = pool_workers(services.matcher.pid)
+            os.kill(worker, signal.SIGKILL)
+            while alive(worker):
+                time.sleep(0.05)
+            assert verify("alice", client.encrypt(near(rng, alice))).json()["match"] is True
+            assert pool_workers(services.matcher.pid) - {worker}
+
             scaled = verify("alice", unnormalised_ckks(client, 1.2 * alice, monkeypatch))
             assert scaled.status_code == 422 and scaled.json()["type"].endswith("/probe-not-normalised")
 
@@ -169,6 +184,26 @@ def test_end_to_end_on_real_processes(
     assert sf.files_holding(data / "matcher.log", markers) == []
     rows = database_rows(matcher_database)
     assert b"bob" in rows and not any(marker in rows for marker in markers)
+
+
+def test_plaintext_services_for_benchmarks(keys_dir: Path, tmp_path: Path) -> None:
+    """start_services(plaintext=True) runs the same services with the stand-in ciphers; CKKS is refused."""
+    key_id = read_public_description(keys_dir)[0].key_id
+    client = vc.PlaintextClientCipher(key_id=key_id, model_id=MODEL_ID, dimension=DIMENSION)
+    rng = np.random.default_rng(31)
+    face = unit(rng)
+    with start_services(keys_dir, tmp_path / "plain", operator_token=ADMIN_TOKEN, plaintext=True) as services:
+        with httpx.Client(base_url=services.matcher_url, timeout=10.0) as http:
+            assert (
+                http.put("/v1/subjects/p/template", content=client.encrypt(face), headers=octets()).status_code == 201
+            )
+            headers = octets(**{"X-Client-Nonce": "plain-nonce-0123456789"})
+            response = http.post("/v1/subjects/p/verify", content=client.encrypt(near(rng, face)), headers=headers)
+            assert response.json()["match"] is True
+            ckks = vc.CkksClientCipher(read_bundle(keys_dir, vc.Role.PUBLIC), model_id=MODEL_ID, dimension=DIMENSION)
+            refused = http.post("/v1/subjects/p/verify", content=ckks.encrypt(face), headers=headers)
+            assert refused.status_code == 413  # a CKKS envelope is far larger than a stand-in's
+    assert services.matcher.process.returncode == 0
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

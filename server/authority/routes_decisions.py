@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Annotated
 
 import anyio
@@ -46,7 +47,9 @@ async def decide(
     request_id = _header(request_id, wire.REQUEST_ID, wire.REQUEST_ID_PATTERN)
     subject_ref = _header(subject_ref, wire.SUBJECT_REF, wire.SUBJECT_REF_PATTERN)
     token_id = _header(token_id, wire.TOKEN_ID, wire.TOKEN_ID_PATTERN)
+    started = time.perf_counter()
     purpose, outcome = await state.engine.decide(blinded)
+    state.metrics.stage.labels("decrypt").observe(time.perf_counter() - started)
     if purpose is Purpose.VERIFY:
         client_nonce = _header(client_nonce, wire.CLIENT_NONCE, wire.NONCE_PATTERN)
         probe_sha256 = _header(probe_sha256, wire.PROBE_SHA256, wire.SHA256_PATTERN)
