@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from veilface.crypto import DEFAULT_PRESET
+
 bench_app = typer.Typer(help="Benchmarks anyone can rerun (results as JSON + a markdown table).", no_args_is_help=True)
 
 
@@ -46,6 +48,37 @@ def faces(
     if json_path:
         argv += ["--json", str(json_path)]
     raise typer.Exit(bench_faces.main(argv))
+
+
+Backend = Annotated[str, typer.Option(help="Face backend: dlib or insightface.")]
+Model = Annotated[Path | None, typer.Option(help="insightface pack directory or .onnx file.")]
+Preset = Annotated[str, typer.Option(help="CKKS parameter preset.")]
+JsonPath = Annotated[Path | None, typer.Option("--json", help="Write results as JSON here.")]
+PlotPath = Annotated[Path | None, typer.Option("--plot", help="Write a PNG chart here.")]
+
+
+def _outputs(json_path: Path | None, plot_path: Path | None) -> list[str]:
+    argv = ["--json", str(json_path)] if json_path else []
+    return argv + (["--plot", str(plot_path)] if plot_path else [])
+
+
+@bench_app.command("latency")
+def latency(
+    backend: Backend = "dlib",
+    model: Model = None,
+    preset: Preset = DEFAULT_PRESET,
+    runs: Annotated[int, typer.Option(help="Timed rounds (each runs both pipelines).")] = 30,
+    image: Annotated[Path | None, typer.Option(help="A photo with one face; default ships with insightface.")] = None,
+    json_path: JsonPath = None,
+    plot_path: PlotPath = None,
+) -> None:
+    """End-to-end verification per stage, encrypted beside the plaintext stand-in, TenSEAL .dot as baseline."""
+    from veilface.bench import latency as bench_latency
+
+    argv = ["--backend", backend, "--preset", preset, "--runs", str(runs)]
+    argv += ["--model", str(model)] if model else []
+    argv += ["--image", str(image)] if image else []
+    raise typer.Exit(bench_latency.main(argv + _outputs(json_path, plot_path)))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,430 @@
+"""Verification latency per stage: the encrypted pipeline and the plaintext stand-in, interleaved in one run.
+
+    veilface bench latency [--backend B] [--preset P] [--runs N] [--image IMG] [--json PATH] [--plot PATH]
+
+Each round runs the client's whole pipeline once per pipeline (the order alternates between rounds), from
+image bytes to a checked decision: decode + detect, landmarks, embed, encrypt (the stand-in packs floats
+instead), then one verification over HTTP through real matcher and authority processes (upload, match,
+decide, and the client's signature, nonce and probe-hash checks). Both pipelines run the same services
+code, storage, budgets, audit and signatures under the same keys; only the ciphers differ.
+
+In the same rounds, in this process (no HTTP, IPC or database):
+
+- ``match``: the matcher's compare, probe and template bytes in, blinded bytes out, with the masks and
+  encryptions of zero precomputed as a worker does between requests; ``match_unstocked`` without them;
+- ``decide``: the authority's decision on those blinded bytes (decrypt, read, sign);
+- ``serialise``: SEAL ciphertext to bytes, the last step of ``encrypt`` (included in it);
+- at 512-D on random unit vectors: the same compare, and TenSEAL's ``ckks_vector.dot`` at N=8192
+  [60,40,60] Delta=2^40 over the same scope (load the probe, ``.dot``, serialise) as the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tenseal as ts
+import tenseal.sealapi as sealapi
+
+import veilface.crypto as vc
+from veilface.bench._services import PIPELINES, Pipeline, deployment, stderr_progress
+from veilface.bench._stats import machine, markdown_table, percentiles, timed
+from veilface.bench.crypto import _TensealDot
+from veilface.client.faces import BACKENDS, StagedFaceEmbedder, embed_single, load_embedder
+from veilface.client.samples import sample_images
+
+# SEAL's byte format lives in this one crypto module; the benchmark times its serialisation on its own.
+from veilface.crypto._seal_io import SealFiles
+
+SUBJECT = "bench-latency"
+WARMUP_ROUNDS = 1
+BASELINE_DIMENSION = 512
+BASELINE_MODEL = "bench-random-512"
+# Stages of one end-to-end verification, in pipeline order; ``total`` is their wall-clock sum.
+PIPELINE_STAGES = ("decode_detect", "landmarks", "embed", "encrypt", "round_trip")
+ISSUE_7 = {
+    "compare_ms": 1.0,
+    "speedup_vs_tenseal_dot": 15.0,
+    "decide_ms": 0.5,
+    "probe_bytes": 70 * 1000,
+    "evaluation_bundle_bytes": 256 * 1024,
+    "encryption_overhead": 0.05,
+}
+
+
+class _Serialise:
+    """One fresh CKKS ciphertext, turned into bytes exactly as the client cipher does at the end of encrypt."""
+
+    def __init__(self, public: vc.KeyBundle, preset: str) -> None:
+        context = ts.context_from(public.context)
+        seal = context.seal_context().data
+        plain, self._ciphertext = sealapi.Plaintext(), sealapi.Ciphertext(seal)
+        sealapi.CKKSEncoder(seal).encode(0.5, 2.0 ** vc.get_preset(preset).scale_bits, plain)
+        sealapi.Encryptor(seal, context.public_key().data).encrypt(plain, self._ciphertext)
+        self._files = SealFiles()
+
+    def __call__(self) -> bytes:
+        return self._files.ciphertext_bytes(self._ciphertext)
+
+
+class _Local:
+    """A pipeline's matcher and authority ciphers in this process, for the stage timings without HTTP."""
+
+    def __init__(
+        self,
+        matcher: vc.CkksMatcherCipher | vc.PlaintextMatcherCipher,
+        authority: vc.CkksAuthorityCipher | vc.PlaintextAuthorityCipher,
+        keyset: vc.KeySet,
+        threshold: float,
+    ) -> None:
+        self.matcher = matcher
+        self.authority = authority
+        self.keyset = keyset
+        self.threshold = threshold
+
+    def compare(self, template: bytes, probe: bytes, *, stocked: bool) -> tuple[bytes, float]:
+        """Blinded bytes and the milliseconds of the compare alone; masks are made beforehand if ``stocked``."""
+        if stocked and isinstance(self.matcher, vc.CkksMatcherCipher):
+            # A worker stocks masks and encryptions of zero between requests; a verification uses three, so
+            # the stock is empty again afterwards and the next unstocked compare makes its own.
+            self.matcher.replenish(vc.Purpose.VERIFY.checks)
+        result: bytes
+        result, ms = timed(lambda: self.matcher.compare(template, probe, self.threshold))
+        return result, ms
+
+    def decide(self, blinded: bytes) -> tuple[vc.DecisionRecord, float]:
+        """The authority's decrypt, read and sign (no HTTP, no audit write), and its milliseconds."""
+
+        def decide_and_sign() -> vc.DecisionRecord:
+            _, outcome = self.authority.decide(blinded)
+            return vc.sign_decision(
+                self.keyset.signing_key,
+                request_id="bench-request-0000",
+                subject_ref="0" * 64,
+                match=outcome is vc.Outcome.MATCH,
+                key_id=self.keyset.key_id,
+                client_nonce="bench-nonce-00000000",
+                probe_sha256="0" * 64,
+            )
+
+        record: vc.DecisionRecord
+        record, ms = timed(decide_and_sign)
+        return record, ms
+
+
+def _end_to_end(pipeline: Pipeline, embedder: StagedFaceEmbedder, image: bytes) -> tuple[dict[str, float], bytes, bool]:
+    """One verification from image bytes to a checked decision: milliseconds per stage, the probe, the bit."""
+    started = time.perf_counter()
+    faces, seconds = embedder.faces_with_timings(image)
+    encrypting = time.perf_counter()
+    probe = pipeline.client_cipher.encrypt(faces[0].embedding)
+    sending = time.perf_counter()
+    record = pipeline.client.verify_ciphertext(SUBJECT, probe)
+    done = time.perf_counter()
+    stages = {
+        "decode_detect": (seconds["decode"] + seconds["detect"]) * 1000.0,
+        "landmarks": seconds["landmarks"] * 1000.0,
+        "embed": seconds["embed"] * 1000.0,
+        "encrypt": (sending - encrypting) * 1000.0,
+        "round_trip": (done - sending) * 1000.0,
+        "total": (done - started) * 1000.0,
+    }
+    return stages, probe, record.match
+
+
+def _unit(rng: np.random.Generator, dimension: int) -> np.ndarray:
+    vector = rng.normal(size=dimension)
+    return vector / np.linalg.norm(vector)
+
+
+def run(
+    *,
+    backend: str,
+    preset: str,
+    runs: int,
+    image: Path | None,
+    model: Path | None = None,
+    on_round: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Set up (keys, services, baseline), then ``runs`` interleaved rounds after one warm-up round."""
+    embedder = load_embedder(backend, model_path=model)
+    image_path = image or sample_images()["tom_hanks"]
+    image_bytes = image_path.read_bytes()
+    # The enrolment policy refuses an image without exactly one usable face, before any timing.
+    template_embedding = embed_single(embedder, image_bytes)
+    threshold = embedder.default_threshold
+    rng = np.random.default_rng(7)
+
+    baseline = _TensealDot()
+    wide_keys = vc.key_ceremony(preset, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
+    wide_client = vc.CkksClientCipher(wide_keys.public, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
+    wide = _Local(
+        vc.CkksMatcherCipher(wide_keys.evaluation, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION),
+        vc.CkksAuthorityCipher(wide_keys.secret),
+        wide_keys,
+        0.0,
+    )
+    wide_template_vector, wide_probe_vector = _unit(rng, BASELINE_DIMENSION), _unit(rng, BASELINE_DIMENSION)
+    wide_template = wide_client.encrypt(wide_template_vector)
+    tenseal_template = baseline.encrypt(wide_template_vector)
+    tenseal_probe = baseline.encrypt(wide_probe_vector)
+
+    with tempfile.TemporaryDirectory(prefix="veilface-bench-") as root:
+        with deployment(
+            Path(root), preset=preset, model_id=embedder.model_id, dimension=embedder.dimension, threshold=threshold
+        ) as deployed:
+            keyset = deployed.keyset
+            local = {
+                "encrypted": _Local(
+                    vc.CkksMatcherCipher(keyset.evaluation, model_id=embedder.model_id, dimension=embedder.dimension),
+                    vc.CkksAuthorityCipher(keyset.secret),
+                    keyset,
+                    threshold,
+                ),
+                "plaintext": _Local(
+                    vc.PlaintextMatcherCipher(
+                        key_id=keyset.key_id, model_id=embedder.model_id, dimension=embedder.dimension
+                    ),
+                    vc.PlaintextAuthorityCipher(key_id=keyset.key_id),
+                    keyset,
+                    threshold,
+                ),
+            }
+            serialise = _Serialise(keyset.public, preset)
+            templates: dict[str, bytes] = {}
+            for name, pipeline in deployed.pipelines.items():
+                templates[name] = pipeline.client_cipher.encrypt(template_embedding)
+                pipeline.client.enroll_ciphertext(SUBJECT, templates[name])
+
+            samples: dict[str, dict[str, list[float]]] = {name: {} for name in PIPELINES}
+            wide_samples: dict[str, list[float]] = {"stocked": [], "unstocked": [], "tenseal_dot": []}
+            matches: dict[str, int] = dict.fromkeys(PIPELINES, 0)
+            probes: dict[str, bytes] = {}
+            blinded: dict[str, bytes] = {}
+            for index in range(WARMUP_ROUNDS + runs):
+                record = index >= WARMUP_ROUNDS
+                order = PIPELINES if index % 2 == 0 else PIPELINES[::-1]
+                for name in order:
+                    stages, probes[name], matched = _end_to_end(deployed.pipelines[name], embedder, image_bytes)
+                    if not record:
+                        continue
+                    matches[name] += matched
+                    for stage, ms in stages.items():
+                        samples[name].setdefault(stage, []).append(ms)
+                for name in order:
+                    _, unstocked_ms = local[name].compare(templates[name], probes[name], stocked=False)
+                    blinded[name], match_ms = local[name].compare(templates[name], probes[name], stocked=True)
+                    _, decide_ms = local[name].decide(blinded[name])
+                    if record:
+                        samples[name].setdefault("match", []).append(match_ms)
+                        if name == "encrypted":
+                            samples[name].setdefault("match_unstocked", []).append(unstocked_ms)
+                        samples[name].setdefault("decide", []).append(decide_ms)
+                serialise_ms = timed(serialise)[1]
+                wide_probe = wide_client.encrypt(wide_probe_vector)
+                _, wide_unstocked_ms = wide.compare(wide_template, wide_probe, stocked=False)
+                _, wide_stocked_ms = wide.compare(wide_template, wide_probe, stocked=True)
+                dot_ms = timed(lambda: baseline.compare(tenseal_template, tenseal_probe))[1]
+                if record:
+                    samples["encrypted"].setdefault("serialise", []).append(serialise_ms)
+                    wide_samples["unstocked"].append(wide_unstocked_ms)
+                    wide_samples["stocked"].append(wide_stocked_ms)
+                    wide_samples["tenseal_dot"].append(dot_ms)
+                    if on_round is not None:
+                        on_round(index - WARMUP_ROUNDS + 1, runs)
+
+            byte_counts = {
+                name: {
+                    "probe": len(probes[name]),
+                    "template": len(templates[name]),
+                    "response": pipeline.transport.response_bytes["verify"],
+                    "blinded_result": len(blinded[name]),
+                }
+                for name, pipeline in deployed.pipelines.items()
+            }
+            public_response = deployed.pipelines["encrypted"].transport.response_bytes["public"]
+            ready_s = {name: round(pipeline.ready_s, 3) for name, pipeline in deployed.pipelines.items()}
+
+    stages_ms = {stage: percentiles(values) for stage, values in samples["encrypted"].items()}
+    plaintext_stages_ms = {stage: percentiles(values) for stage, values in samples["plaintext"].items()}
+    compare_512_ms = {kind: percentiles(wide_samples[kind]) for kind in ("stocked", "unstocked")}
+    tenseal_dot_ms = percentiles(wide_samples["tenseal_dot"])
+    paired = np.asarray(samples["encrypted"]["total"]) / np.asarray(samples["plaintext"]["total"])
+    report: dict[str, Any] = {
+        "benchmark": "latency",
+        "machine": machine(),
+        "preset": preset,
+        "backend": backend,
+        "model_id": embedder.model_id,
+        "dimension": embedder.dimension,
+        "image": image_path.name,
+        "threshold": threshold,
+        "runs": runs,
+        "stages_ms": stages_ms,
+        "plaintext_stages_ms": plaintext_stages_ms,
+        "encrypted_total_ms": stages_ms["total"],
+        "plaintext_total_ms": plaintext_stages_ms["total"],
+        "encrypted_to_plaintext_total": round(stages_ms["total"]["p50"] / plaintext_stages_ms["total"]["p50"], 4),
+        "encrypted_to_plaintext_total_paired_p50": round(float(np.median(paired)), 4),
+        "compare_512_ms": compare_512_ms,
+        "tenseal_dot_ms": tenseal_dot_ms,
+        "tenseal_dot_parameters": "N=8192 [60,40,60] Delta=2^40, 512-D",
+        "match_speedup_vs_tenseal_dot": round(tenseal_dot_ms["p50"] / compare_512_ms["stocked"]["p50"], 2),
+        "bytes": {
+            **byte_counts["encrypted"],
+            "evaluation_bundle": keyset.evaluation.size,
+            "public_bundle": keyset.public.size,
+            "public_bundle_response": public_response,
+            "tenseal_probe_512": len(tenseal_probe),
+            "tenseal_evaluation_context": baseline.evaluation_bytes,
+        },
+        "plaintext_bytes": byte_counts["plaintext"],
+        "matches": matches,
+        "services_ready_s": ready_s,
+    }
+    report["issue_7_targets"] = targets(report)
+    return report
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 7's latency, speed and size targets against this run's figures."""
+    stages, size = report["stages_ms"], report["bytes"]
+    overhead = report["encrypted_to_plaintext_total"] - 1.0
+    rows = [
+        ("matcher compare p50 <= 1 ms", stages["match"]["p50"], stages["match"]["p50"] <= ISSUE_7["compare_ms"]),
+        (
+            "compare >= 15x faster than TenSEAL .dot (512-D)",
+            report["match_speedup_vs_tenseal_dot"],
+            report["match_speedup_vs_tenseal_dot"] >= ISSUE_7["speedup_vs_tenseal_dot"],
+        ),
+        ("authority decide p50 <= 0.5 ms", stages["decide"]["p50"], stages["decide"]["p50"] <= ISSUE_7["decide_ms"]),
+        ("probe <= 70 KB", size["probe"], size["probe"] <= ISSUE_7["probe_bytes"]),
+        ("stored template <= 70 KB", size["template"], size["template"] <= ISSUE_7["probe_bytes"]),
+        (
+            "evaluation bundle <= 256 KB",
+            size["evaluation_bundle"],
+            size["evaluation_bundle"] <= ISSUE_7["evaluation_bundle_bytes"],
+        ),
+        ("encryption adds <= 5% end to end", round(overhead, 4), overhead <= ISSUE_7["encryption_overhead"]),
+    ]
+    return [{"target": target, "measured": measured, "met": bool(met)} for target, measured, met in rows]
+
+
+def _ms(cell: dict[str, float] | None) -> str:
+    return f"{cell['p50']:.2f} ({cell['p95']:.2f})" if cell else "-"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    encrypted, plaintext = report["stages_ms"], report["plaintext_stages_ms"]
+    order = (*PIPELINE_STAGES, "total", "serialise", "match", "match_unstocked", "decide")
+    rows = [[stage, _ms(encrypted.get(stage)), _ms(plaintext.get(stage))] for stage in order]
+    size, plain_size = report["bytes"], report["plaintext_bytes"]
+    byte_rows = [
+        [what, f"{size[what]:,}", f"{plain_size[what]:,}" if what in plain_size else "-"]
+        for what in ("probe", "template", "response", "blinded_result", "evaluation_bundle", "public_bundle")
+    ]
+    lines = [
+        f"Verification latency, ms: p50 (p95) over {report['runs']} interleaved rounds; {report['backend']} "
+        f"({report['model_id']}, {report['dimension']}-D) on {report['image']}, preset {report['preset']}; "
+        f"{report['machine']['cpu'] or 'unknown CPU'}, {report['machine']['cores']} cores.",
+        "",
+        markdown_table(["stage", "encrypted", "plaintext stand-in"], rows),
+        "",
+        f"End to end: encrypted / plaintext = {report['encrypted_to_plaintext_total']:.3f} "
+        f"(p50 {encrypted['total']['p50']:.1f} ms vs {plaintext['total']['p50']:.1f} ms; "
+        f"median of per-round ratios {report['encrypted_to_plaintext_total_paired_p50']:.3f}).",
+        f"Compare at 512-D: {_ms(report['compare_512_ms']['stocked'])} ms stocked, "
+        f"{_ms(report['compare_512_ms']['unstocked'])} ms unstocked; TenSEAL .dot "
+        f"({report['tenseal_dot_parameters']}): {_ms(report['tenseal_dot_ms'])} ms; "
+        f"speed-up {report['match_speedup_vs_tenseal_dot']}x.",
+        "",
+        markdown_table(["bytes", "encrypted", "plaintext stand-in"], byte_rows),
+        "",
+        markdown_table(
+            ["issue 7 target", "measured", "met"],
+            [[row["target"], row["measured"], "yes" if row["met"] else "NO"] for row in report["issue_7_targets"]],
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Stacked p50 per pipeline stage for both pipelines, and the in-process compare/decide times."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (stacked, inner) = plt.subplots(2, 1, figsize=(9, 7))
+    for row, key in enumerate(("plaintext_stages_ms", "stages_ms")):
+        left = 0.0
+        for number, stage in enumerate(PIPELINE_STAGES):
+            width = report[key][stage]["p50"]
+            stacked.barh(row, width, left=left, color=f"C{number}", label=stage if row == 0 else None)
+            left += width
+    stacked.set_yticks([0, 1], ["plaintext stand-in", "encrypted"])
+    stacked.set_xlabel("ms (p50)")
+    stacked.set_title(f"End-to-end verification, {report['model_id']} on {report['image']}")
+    stacked.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(PIPELINE_STAGES), fontsize="small")
+    bars = {
+        f"compare {report['dimension']}-D": report["stages_ms"]["match"]["p50"],
+        f"compare {report['dimension']}-D unstocked": report["stages_ms"]["match_unstocked"]["p50"],
+        "compare 512-D": report["compare_512_ms"]["stocked"]["p50"],
+        "TenSEAL .dot 512-D": report["tenseal_dot_ms"]["p50"],
+        "decide + sign": report["stages_ms"]["decide"]["p50"],
+        "stand-in compare": report["plaintext_stages_ms"]["match"]["p50"],
+    }
+    drawn = inner.bar(list(bars), list(bars.values()), color="tab:blue")
+    inner.bar_label(drawn, fmt="%.2f", fontsize="small")
+    inner.set_yscale("log")
+    inner.set_ylabel("ms (p50, log)")
+    inner.set_title("In-process stages (no HTTP)")
+    inner.tick_params(axis="x", labelrotation=20, labelsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="dlib", choices=BACKENDS, help="face backend (default dlib)")
+    parser.add_argument("--model", type=Path, help="insightface model pack directory or recognition .onnx")
+    parser.add_argument("--preset", default=vc.DEFAULT_PRESET, choices=sorted(vc.PRESETS), help="CKKS preset")
+    parser.add_argument("--runs", type=int, default=30, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--image", type=Path, help="a photo with one face (default: Tom Hanks, from insightface)")
+    parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument("--plot", type=Path, help="write a PNG chart here")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    try:
+        with stderr_progress() as progress:
+            task = progress.add_task("latency rounds", total=args.runs)
+            report = run(
+                backend=args.backend,
+                preset=args.preset,
+                runs=args.runs,
+                image=args.image,
+                model=args.model,
+                on_round=lambda done, total: progress.update(task, completed=done),
+            )
+    except vc.VeilfaceError as exc:
+        sys.stderr.write(f"Error: {exc.message}\n")
+        return 3
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot(report, args.plot)
+    sys.stdout.write(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
