@@ -14,7 +14,8 @@ from server_fixtures import AUTHORITY_TOKEN, DIMENSION, MODEL_ID, InProcess, aut
 from sqlalchemy import update
 
 import veilface.crypto as vc
-from veilface.server.authority.ledger import Budgets, DecisionLedger, audit_log, open_ledger_database
+from veilface.server.authority.ledger import audit_entries, audit_log, open_ledger_database, verify_chain
+from veilface.server.database import Database
 from veilface.server.keystore import read_public_description, read_verify_key
 from veilface.server.settings import token_id
 
@@ -41,9 +42,8 @@ def client_cipher(keys_dir: Path) -> vc.PlaintextClientCipher:
     return vc.PlaintextClientCipher(key_id=key_id, model_id=MODEL_ID, dimension=DIMENSION)
 
 
-def ledger_at(data: Path) -> DecisionLedger:
-    """The authority's ledger, opened for reading (the budgets do not matter here)."""
-    return DecisionLedger(open_ledger_database(f"sqlite:///{data / 'authority.db'}"), Budgets(1, 1, 1, 1, 1, 1))
+def ledger_at(data: Path) -> Database:
+    return open_ledger_database(f"sqlite:///{data / 'authority.db'}")
 
 
 def headers(subject: str = "a" * 64, *, verify: bool = True, request_id: str | None = None) -> dict[str, str]:
@@ -168,9 +168,9 @@ async def test_each_budget_refuses_when_exhausted(
         assert f"the {budget} decision budget" in response.json()["detail"]
         assert ("retry-after" in response.headers) is (budget != "key")
         ledger = ledger_at(s.authority_data)
-        outcomes = [entry.outcome for entry in ledger.entries()]
+        outcomes = [entry.outcome for entry in audit_entries(ledger)]
         assert outcomes == ["match", "match", f"refused-{budget}"]
-        assert ledger.verify_chain().first_bad_seq is None
+        assert verify_chain(ledger).first_bad_seq is None
 
 
 async def test_refusals_do_not_spend_budget(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:
@@ -185,18 +185,18 @@ async def test_audit_chain_detects_an_altered_row(services: InProcess, keys_dir:
     for number in range(4):
         assert (await decide(services, blinded_verify(keys_dir, number % 2 == 0))).status_code == 200
     ledger = ledger_at(services.authority_data)
-    entries = list(ledger.entries())
-    assert [e.seq for e in entries] == [1, 2, 3, 4] and ledger.verify_chain().first_bad_seq is None
+    entries = list(audit_entries(ledger))
+    assert [e.seq for e in entries] == [1, 2, 3, 4] and verify_chain(ledger).first_bad_seq is None
     assert entries[1].prev_hash == entries[0].row_hash
-    with ledger.database.transaction() as conn:
+    with ledger.transaction() as conn:
         conn.execute(
             update(audit_log)
             .where(audit_log.c.seq == 3)
             .values(outcome="no_match" if entries[2].outcome == "match" else "match")
         )
-    check = ledger.verify_chain()
+    check = verify_chain(ledger)
     assert (check.rows, check.first_bad_seq) == (3, 3)
-    ledger.database.dispose()
+    ledger.dispose()
 
 
 async def test_metrics_count_decisions_and_refusals(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:

@@ -14,10 +14,12 @@ from veilface.crypto import ConfigurationError, Outcome, Purpose
 from veilface.server.authority.ledger import (
     BudgetExhaustedError,
     Budgets,
+    ChainCheck,
     DecisionLedger,
     ReplayError,
     audit_log,
     open_ledger_database,
+    verify_chain,
 )
 from veilface.server.database import Database
 from veilface.server.matcher.pseudonym import load_or_create_key
@@ -156,10 +158,10 @@ def test_ledger_budgets_replay_and_chain(database_url: str) -> None:
     assert record(ledger, subject="u" * 64, request_id="r" * 32) == "match"
     with pytest.raises(ReplayError):
         record(ledger, subject="v" * 64, request_id="r" * 32)
-    assert ledger.verify_chain().rows == 4 and ledger.verify_chain().first_bad_seq is None
+    assert verify_chain(ledger.database) == ChainCheck(4, None)
     with ledger.database.transaction() as conn:
         conn.execute(audit_log.delete().where(audit_log.c.seq == 2))
-    assert ledger.verify_chain().first_bad_seq == 3
+    assert verify_chain(ledger.database) == ChainCheck(2, 3)
     ledger.database.dispose()
 
 
@@ -181,7 +183,7 @@ def test_concurrent_decisions_never_overspend(database_url: str) -> None:
     for thread in threads:
         thread.join()
     assert results.count("match") == 5 and results.count("refused") == 7
-    assert ledger.verify_chain() == type(ledger.verify_chain())(12, None)
+    assert verify_chain(ledger.database) == ChainCheck(12, None)
     ledger.database.dispose()
 
 

@@ -5,6 +5,7 @@ token id, pseudonymous subject reference, purpose and outcome, no value of any c
 covers its fields and the previous row's hash, so altering, deleting or reordering any row breaks every
 later hash (:func:`verify_chain` finds the first). Budgets are counted from the granted rows themselves,
 inside the same serialised transaction that appends, so concurrent requests cannot overspend.
+``veilface audit verify`` can open the database with :func:`open_ledger_database` and call :func:`verify_chain`.
 """
 
 from __future__ import annotations
@@ -189,26 +190,32 @@ class DecisionLedger:
             )
         )
 
-    def entries(self, batch: int = 1000) -> Iterator[AuditEntry]:
-        """Every audit row in sequence order, read in batches."""
-        after = 0
-        while True:
-            with self.database.transaction() as conn:
-                rows = conn.execute(
-                    select(*audit_log.c).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(batch)
-                ).all()
-            if not rows:
-                return
-            for row in rows:
-                yield AuditEntry(*row)
-            after = rows[-1][0]
 
-    def verify_chain(self) -> ChainCheck:
-        """Recompute the chain; report the first row whose hash, link or sequence number is wrong."""
-        prev_hash, expected_seq, rows = GENESIS_HASH, 1, 0
-        for entry in self.entries():
-            rows += 1
-            if entry.seq != expected_seq or entry.prev_hash != prev_hash or entry.row_hash != entry.expected_hash():
-                return ChainCheck(rows, entry.seq)
-            prev_hash, expected_seq = entry.row_hash, entry.seq + 1
-        return ChainCheck(rows, None)
+def audit_entries(database: Database, batch: int = 1000) -> Iterator[AuditEntry]:
+    """Every audit row in sequence order, read in batches."""
+    after = 0
+    while True:
+        with database.transaction() as conn:
+            rows = conn.execute(
+                select(*audit_log.c).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(batch)
+            ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield AuditEntry(*row)
+        after = rows[-1][0]
+
+
+def verify_chain(database: Database) -> ChainCheck:
+    """Recompute the chain; report the first row whose hash, link or sequence number is wrong.
+
+    Removing rows from the end leaves a valid shorter chain: compare ``rows`` with a count kept elsewhere
+    (the decision metrics, a copy of the last hash) to detect truncation.
+    """
+    prev_hash, expected_seq, rows = GENESIS_HASH, 1, 0
+    for entry in audit_entries(database):
+        rows += 1
+        if entry.seq != expected_seq or entry.prev_hash != prev_hash or entry.row_hash != entry.expected_hash():
+            return ChainCheck(rows, entry.seq)
+        prev_hash, expected_seq = entry.row_hash, entry.seq + 1
+    return ChainCheck(rows, None)
