@@ -59,5 +59,3 @@ def run_app(
     if sockets is None and host not in ("127.0.0.1", "::1", "localhost") and ssl_certfile is None:
         log.warning("listening beyond loopback without TLS; terminate TLS in front of this service")
     server.run(sockets=sockets)
-    if not server.started:
-        sys.exit(3)

@@ -318,6 +318,7 @@ async def test_a_hanging_authority_is_cut_off_within_two_seconds(
     ("status", "body", "expected_status", "slug"),
     [
         (409, {"type": "tag:veilface,2025:problems/replayed-request"}, 409, "replayed-request"),
+        (429, {"detail": "the key decision budget is exhausted"}, 429, "budget-exhausted"),
         (401, {}, 503, "authority-unavailable"),
         (500, {}, 503, "authority-unavailable"),
         (422, {}, 502, "authority-bad-answer"),
@@ -337,7 +338,9 @@ async def test_authority_answers_are_relayed_or_refused(
         return httpx.Response(status, json=body)
 
     async with in_process(keys_dir, matcher_keys_dir, tmp_path, authority_transport=_authority_answering(answer)) as s:
-        problem(await enrol(s, "nina", unit(np.random.default_rng(12))), expected_status, slug)
+        response = await enrol(s, "nina", unit(np.random.default_rng(12)))
+        problem(response, expected_status, slug)
+        assert "retry-after" not in response.headers or expected_status == 503
 
 
 async def test_a_forged_decision_is_not_relayed(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:

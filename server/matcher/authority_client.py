@@ -140,12 +140,13 @@ class AuthorityClient:
         except (ValueError, AttributeError):
             pass
         if status == 429:
+            retry_after = response.headers.get("Retry-After")
             return Problem(
                 429,
-                slug or "budget-exhausted",
+                "budget-exhausted",
                 "Decision budget exhausted",
                 detail or "the authority's budget is exhausted",
-                headers={"Retry-After": response.headers.get("Retry-After", "60")},
+                headers={"Retry-After": retry_after} if retry_after else None,
             )
         if status == 409:
             return Problem(409, "replayed-request", "Replayed request", "the authority has seen this request id")
