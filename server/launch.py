@@ -181,6 +181,8 @@ def spawn_services(
                 stdout=output,
                 stderr=output,
                 stdin=subprocess.DEVNULL,
+                # Each service leads its own process group, so it can be signalled with its workers (killpg).
+                start_new_session=True,
             )
         finally:
             if output is not None:

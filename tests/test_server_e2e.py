@@ -167,6 +167,7 @@ def test_end_to_end_on_real_processes(
             assert http.get("/v1/subjects/bob", headers=auth()).status_code == 200
         workers = descendants(services.matcher.pid) | descendants(services.authority.pid)
         assert len(workers) >= 2  # each service's worker pool
+        assert all(os.getpgid(pid) == services.matcher.pid for pid in descendants(services.matcher.pid))
     finally:
         services.stop()
 
