@@ -81,5 +81,26 @@ def latency(
     raise typer.Exit(bench_latency.main(argv + _outputs(json_path, plot_path)))
 
 
+@bench_app.command("accuracy")
+def accuracy(
+    pairs: Annotated[Path, typer.Argument(help="Pairs CSV (image_a,image_b,same) or LFW pairs.txt.")],
+    root: Annotated[Path | None, typer.Option(help="Image folder (default: the pairs file's folder).")] = None,
+    backend: Backend = "dlib",
+    model: Model = None,
+    preset: Preset = DEFAULT_PRESET,
+    threshold: Annotated[float | None, typer.Option(help="Cosine threshold (default: the backend's).")] = None,
+    json_path: JsonPath = None,
+    plot_path: PlotPath = None,
+) -> None:
+    """FMR, FNMR, EER and DET of the plaintext and encrypted pipelines on the same pairs; their agreement."""
+    from veilface.bench import accuracy as bench_accuracy
+
+    argv = [str(pairs), "--backend", backend, "--preset", preset]
+    argv += ["--root", str(root)] if root else []
+    argv += ["--model", str(model)] if model else []
+    argv += ["--threshold", repr(threshold)] if threshold is not None else []
+    raise typer.Exit(bench_accuracy.main(argv + _outputs(json_path, plot_path)))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
