@@ -10,6 +10,7 @@ import base64
 import datetime
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -263,3 +264,42 @@ def test_serve_all_with_tls_generates_a_token_and_stops_on_sigterm(keys_dir: Pat
     assert supervisor.returncode == 0
     time.sleep(0.2)
     assert not any(alive(pid) for pid in services)
+
+
+def test_a_lone_matcher_starts_reports_the_missing_authority_and_stops_cleanly(keys_dir: Path, tmp_path: Path) -> None:
+    """`serve matcher --port P` without an authority: up, /readyz says which part is missing; SIGTERM frees all."""
+    matcher_keys = tmp_path / "matcher-keys"
+    for role in ("evaluation", "public"):
+        shutil.copytree(keys_dir / role, matcher_keys / role)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEILFACE_")}
+    env |= {
+        "VEILFACE_OPERATOR_TOKENS": ADMIN_TOKEN,
+        "VEILFACE_AUTHORITY_TOKEN": sf.AUTHORITY_TOKEN,
+        "VEILFACE_AUTHORITY_URL": "http://127.0.0.1:9",  # discard port: nothing listens
+        "VEILFACE_MATCHER_WORKERS": "1",
+    }
+    command = [sys.executable, "-m", "veilface.server", "matcher", "--keys", str(matcher_keys)]
+    command += ["--data", str(tmp_path / "data"), "--port", str(port)]
+    matcher = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert matcher.poll() is None and time.monotonic() < deadline
+            try:
+                ready = httpx.get(url + "/readyz", timeout=5.0)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert ready.status_code == 503 and ready.json() == {"database": True, "authority": False}
+        workers = pool_workers(matcher.pid)
+        assert workers
+    finally:
+        matcher.send_signal(signal.SIGTERM)
+        matcher.wait(30)
+    assert matcher.returncode == 0 and port_is_free(url)
+    time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)
