@@ -102,5 +102,20 @@ def accuracy(
     raise typer.Exit(bench_accuracy.main(argv + _outputs(json_path, plot_path)))
 
 
+@bench_app.command("load")
+def load(
+    clients: Annotated[int, typer.Option(min=1, help="Concurrent clients.")] = 4,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Measured seconds per deployment.")] = 20.0,
+    workers: Annotated[int, typer.Option(min=1, help="Matcher worker processes.")] = 2,
+    json_path: JsonPath = None,
+    plot_path: PlotPath = None,
+) -> None:
+    """Concurrent verifications against real matcher workers, encrypted then the stand-in: throughput, p99."""
+    from veilface.bench import load as bench_load
+
+    argv = ["--clients", str(clients), "--seconds", repr(seconds), "--workers", str(workers)]
+    raise typer.Exit(bench_load.main(argv + _outputs(json_path, plot_path)))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

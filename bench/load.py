@@ -1,0 +1,437 @@
+"""Concurrent verifications against real matcher worker processes: throughput, latency, errors, memory.
+
+    veilface bench load [--clients C] [--seconds S] [--workers W] [--json PATH] [--plot PATH]
+
+Both deployments run at once on loopback under the same fresh keys: the encrypted one (matcher with W
+worker processes, authority) and the plaintext stand-in (same services code, ciphers replaced). Probes
+are encrypted before the clock starts (embedding and encryption excluded: this measures the server):
+genuine-like and impostor probes for a few enrolled subjects, so every answer's bit can be checked.
+C threads, each with its own keep-alive HTTP connection, send verifications back to back for S seconds
+per deployment, in four segments of S/2 ordered encrypted, plaintext, plaintext, encrypted so that drift
+on the machine hits both alike, after a warm-up that is not counted. Latency is per request as the
+client sees it; throughput counts answered verifications (200) per second.
+
+Also measured: the matcher's resident memory (its process and its workers) before the first request
+and after the last, the services' start-up, and how long one matcher worker process takes to be ready
+(spawned, imports done, keys loaded) the way the matcher starts its workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+import veilface.crypto as vc
+from veilface.bench._services import Deployment, deployment, process_tree_rss_mb, stderr_progress
+from veilface.bench._stats import machine, markdown_table, percentiles
+from veilface.server.settings import DEFAULT_THRESHOLDS
+
+MODEL_ID = "dlib-resnet-v1-128"
+DIMENSION = 128
+THRESHOLD = DEFAULT_THRESHOLDS[MODEL_ID]
+SUBJECTS = 8
+GENUINE_NOISE = 0.02  # per coordinate: cosine ~0.975 at 128-D, far above the threshold
+WARMUP_S = 1.0
+WORKER_START_RUNS = 3
+ISSUE_7 = {"throughput_ratio": 0.7, "p99_ms": 30.0, "worker_start_s": 1.0}
+SEGMENTS = ("encrypted", "plaintext", "plaintext", "encrypted")
+STAGE_METRIC = "veilface_stage_duration_seconds"
+PER_DEPLOYMENT = ("elapsed_s", "generator_cpu_share", "segments_rps")
+
+
+@dataclass(frozen=True)
+class Request:
+    subject: str
+    probe: bytes
+    expect_match: bool
+
+
+@dataclass(frozen=True)
+class Sample:
+    ms: float
+    status: int  # 0: no HTTP answer (connection error, timeout)
+    correct: bool | None  # None unless answered 200
+
+
+def workload(cipher: vc.ClientCipher, rng: np.random.Generator) -> tuple[dict[str, bytes], list[Request]]:
+    """Templates per subject, and per subject two genuine-like and two impostor probes, encrypted once."""
+    templates: dict[str, bytes] = {}
+    requests: list[Request] = []
+    for number in range(SUBJECTS):
+        subject = f"load-{number}"
+        template = _unit(rng.normal(size=DIMENSION))
+        templates[subject] = cipher.encrypt(template)
+        for _ in range(2):
+            genuine = _unit(template + GENUINE_NOISE * rng.normal(size=DIMENSION))
+            requests.append(Request(subject, cipher.encrypt(genuine), True))
+            requests.append(Request(subject, cipher.encrypt(_unit(rng.normal(size=DIMENSION))), False))
+    return templates, requests
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+@dataclass
+class Segment:
+    """What one stretch of load against one deployment gave."""
+
+    samples: list[Sample]
+    elapsed_s: float
+    generator_cpu_s: float  # CPU time of this process (the load generator) meanwhile, all threads
+
+
+def drive(url: str, token: str, requests: list[Request], *, clients: int, seconds: float) -> Segment:
+    """``clients`` threads sending verifications back to back until ``seconds`` pass."""
+    samples: list[Sample] = []
+    lock = threading.Lock()
+    cpu_started = time.process_time()
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    def client(index: int) -> None:
+        mine: list[Sample] = []
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0) as http:
+            turn = index
+            while time.perf_counter() < deadline:
+                request = requests[turn % len(requests)]
+                turn += clients
+                sent = time.perf_counter()
+                try:
+                    response = http.post(
+                        f"/v1/subjects/{request.subject}/verify",
+                        content=request.probe,
+                        headers={"Content-Type": "application/octet-stream", "X-Client-Nonce": secrets.token_hex(16)},
+                    )
+                except httpx.HTTPError:
+                    mine.append(Sample((time.perf_counter() - sent) * 1000.0, 0, None))
+                    continue
+                ms = (time.perf_counter() - sent) * 1000.0
+                correct = response.json().get("match") is request.expect_match if response.status_code == 200 else None
+                mine.append(Sample(ms, response.status_code, correct))
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(index,), name=f"load-client-{index}") for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Segment(samples, time.perf_counter() - started, time.process_time() - cpu_started)
+
+
+def quantiles(samples: dict[str, list[Sample]]) -> dict[str, list[float]]:
+    """Answered requests' latency at every percent (and 99.9), enough to draw the distribution."""
+    levels = [*range(101), 99.9]
+    result: dict[str, list[float]] = {"percent": sorted(float(level) for level in levels)}
+    for name, values in samples.items():
+        answered = [sample.ms for sample in values if sample.status == 200]
+        result[name] = [round(float(v), 3) for v in np.percentile(answered, result["percent"])] if answered else []
+    return result
+
+
+def summary(segments: list[Segment]) -> dict[str, Any]:
+    samples = [sample for segment in segments for sample in segment.samples]
+    elapsed = sum(segment.elapsed_s for segment in segments)
+    answered = [sample.ms for sample in samples if sample.status == 200]
+    errors = Counter("transport" if sample.status == 0 else str(sample.status) for sample in samples)
+    del errors["200"]
+    return {
+        "requests": len(samples),
+        "errors": dict(sorted(errors.items())),
+        "wrong_decisions": sum(sample.correct is False for sample in samples),
+        "throughput_rps": round(len(answered) / elapsed, 2),
+        "latency_ms": percentiles(answered, 50, 95, 99) if answered else None,
+        "elapsed_s": round(elapsed, 3),
+        # Share of one core the load generator itself used: it runs on the same cores as the services.
+        "generator_cpu_share": round(sum(segment.generator_cpu_s for segment in segments) / elapsed, 3),
+        "segments_rps": [
+            round(sum(sample.status == 200 for sample in segment.samples) / segment.elapsed_s, 2)
+            for segment in segments
+        ],
+    }
+
+
+def matcher_stage_means(url: str, token: str) -> dict[str, float]:
+    """Mean ms per stage the matcher itself timed (its /metrics), over every request it served.
+
+    ``compare`` is the homomorphic step as the event loop waits for it (worker IPC included); ``authority``
+    the round trip to the authority (decrypt, ledger, sign, HTTP).
+    """
+    response = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+    response.raise_for_status()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for metric in family.samples:
+            stage = metric.labels.get("stage")
+            if stage is not None and metric.name == f"{STAGE_METRIC}_sum":
+                sums[stage] = metric.value
+            elif stage is not None and metric.name == f"{STAGE_METRIC}_count":
+                counts[stage] = metric.value
+    return {stage: round(1000.0 * sums[stage] / counts[stage], 3) for stage in sorted(sums) if counts.get(stage)}
+
+
+def worker_start_times(keys_dir: str, runs: int) -> None:
+    """In a fresh interpreter: start one matcher worker process ``runs`` times the way the matcher does.
+
+    Run with ``python -c`` so the spawned workers import only what the matcher's own workers import (the
+    pickled cipher spec and the pool initializer pull them in), never this benchmark's main module.
+    Prints the seconds per start as JSON.
+    """
+    import asyncio
+
+    from veilface.server.keystore import load_matcher_keys
+    from veilface.server.matcher.engine import MatcherCipherSpec
+    from veilface.server.workers import ProcessRunner
+
+    keys = load_matcher_keys(Path(keys_dir))
+    spec = MatcherCipherSpec(keys.evaluation, keys.description.model_id, keys.description.dimension)
+    seconds = []
+    for _ in range(runs):
+        runner = ProcessRunner(spec, 1)
+        started = time.perf_counter()
+        asyncio.run(runner.start())
+        seconds.append(time.perf_counter() - started)
+        runner.close()
+    sys.stdout.write(json.dumps(seconds) + "\n")
+
+
+def measure_worker_start(matcher_keys_dir: Path, runs: int = WORKER_START_RUNS) -> dict[str, float]:
+    code = f"from veilface.bench.load import worker_start_times; worker_start_times({str(matcher_keys_dir)!r}, {runs})"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    seconds = json.loads(output.stdout)
+    return {"p50": round(float(np.median(seconds)), 3), "max": round(max(seconds), 3), "runs": runs}
+
+
+def run(
+    *, clients: int, seconds: float, workers: int, on_progress: Callable[[str, float], None] | None = None
+) -> dict[str, Any]:
+    rng = np.random.default_rng(11)
+    with tempfile.TemporaryDirectory(prefix="veilface-bench-") as root:
+        with deployment(
+            Path(root),
+            preset=vc.DEFAULT_PRESET,
+            model_id=MODEL_ID,
+            dimension=DIMENSION,
+            threshold=THRESHOLD,
+            workers=workers,
+        ) as deployed:
+            rss_start = {name: process_tree_rss_mb(p.services.matcher.pid) for name, p in deployed.pipelines.items()}
+            work = _enrol(deployed, rng)
+            for name, pipeline in deployed.pipelines.items():
+                if on_progress is not None:
+                    on_progress(f"warm-up {name}", WARMUP_S)
+                drive(pipeline.services.matcher_url, deployed.token, work[name], clients=clients, seconds=WARMUP_S)
+            segments: dict[str, list[Segment]] = {name: [] for name in deployed.pipelines}
+            for name in SEGMENTS:
+                if on_progress is not None:
+                    on_progress(name, seconds / 2)
+                url = deployed.pipelines[name].services.matcher_url
+                segments[name].append(drive(url, deployed.token, work[name], clients=clients, seconds=seconds / 2))
+            pipelines = deployed.pipelines
+            rss_end = {name: process_tree_rss_mb(p.services.matcher.pid) for name, p in pipelines.items()}
+            stage_ms = {
+                name: matcher_stage_means(p.services.matcher_url, deployed.token) for name, p in pipelines.items()
+            }
+            authority_rss = process_tree_rss_mb(pipelines["encrypted"].services.authority.pid)
+            ready_s = {name: round(pipeline.ready_s, 3) for name, pipeline in pipelines.items()}
+            if on_progress is not None:
+                on_progress("worker start-up", 0.0)
+            worker_start = measure_worker_start(pipelines["encrypted"].services.data_dir / "matcher" / "keys")
+
+    encrypted, plaintext = summary(segments["encrypted"]), summary(segments["plaintext"])
+    report: dict[str, Any] = {
+        "benchmark": "load",
+        "machine": machine(),
+        "preset": vc.DEFAULT_PRESET,
+        "model_id": MODEL_ID,
+        "clients": clients,
+        "seconds": seconds,
+        "workers": workers,
+        **{key: encrypted[key] for key in ("requests", "errors", "wrong_decisions", "throughput_rps", "latency_ms")},
+        **{f"plaintext_{key}": value for key, value in plaintext.items() if key not in PER_DEPLOYMENT},
+        "throughput_ratio": round(encrypted["throughput_rps"] / plaintext["throughput_rps"], 4),
+        **{key: {"encrypted": encrypted[key], "plaintext": plaintext[key]} for key in PER_DEPLOYMENT},
+        "matcher_rss_mb": {"start": rss_start["encrypted"], "end": rss_end["encrypted"]},
+        "plaintext_matcher_rss_mb": {"start": rss_start["plaintext"], "end": rss_end["plaintext"]},
+        "authority_rss_mb_end": authority_rss,
+        "matcher_stage_mean_ms": stage_ms,
+        "services_ready_s": ready_s,
+        "worker_start_s": worker_start,
+        "latency_quantiles_ms": quantiles(
+            {name: [sample for segment in values for sample in segment.samples] for name, values in segments.items()}
+        ),
+    }
+    report["issue_7_targets"] = targets(report)
+    return report
+
+
+def _enrol(deployed: Deployment, rng: np.random.Generator) -> dict[str, list[Request]]:
+    work: dict[str, list[Request]] = {}
+    for name, pipeline in deployed.pipelines.items():
+        templates, work[name] = workload(pipeline.client_cipher, rng)
+        for subject, template in templates.items():
+            pipeline.client.enroll_ciphertext(subject, template)
+    return work
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 7's load and start-up targets against this run's figures."""
+    p99 = report["latency_ms"]["p99"] if report["latency_ms"] else float("inf")
+    rows = [
+        (
+            "encrypted throughput >= 70% of the stand-in's",
+            report["throughput_ratio"],
+            report["throughput_ratio"] >= ISSUE_7["throughput_ratio"],
+        ),
+        ("encrypted p99 <= 30 ms", p99, p99 <= ISSUE_7["p99_ms"]),
+        (
+            "a matcher worker ready <= 1 s after start",
+            report["worker_start_s"]["max"],
+            report["worker_start_s"]["max"] <= ISSUE_7["worker_start_s"],
+        ),
+    ]
+    return [{"target": target, "measured": measured, "met": bool(met)} for target, measured, met in rows]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    def row(name: str, prefix: str, rss: dict[str, Any]) -> list[Any]:
+        latency = report[f"{prefix}latency_ms"] or dict.fromkeys(("p50", "p95", "p99"), float("nan"))
+        errors = report[f"{prefix}errors"]
+        return [
+            name,
+            report[f"{prefix}requests"],
+            f"{report[f'{prefix}throughput_rps']:.1f}",
+            f"{latency['p50']:.1f} / {latency['p95']:.1f} / {latency['p99']:.1f}",
+            ", ".join(f"{status}: {count}" for status, count in errors.items()) or "none",
+            report[f"{prefix}wrong_decisions"],
+            f"{rss['start']['total']:.0f} -> {rss['end']['total']:.0f}",
+        ]
+
+    rows = [
+        row("encrypted", "", report["matcher_rss_mb"]),
+        row("plaintext stand-in", "plaintext_", report["plaintext_matcher_rss_mb"]),
+    ]
+    worker = report["worker_start_s"]
+    lines = [
+        f"Load: {report['clients']} clients, {report['seconds']} s per deployment, {report['workers']} matcher "
+        f"worker processes; matcher, authority and load generator on the same {report['machine']['cores']} cores "
+        f"({report['machine']['cpu'] or 'unknown CPU'}).",
+        "",
+        markdown_table(
+            [
+                "deployment",
+                "requests",
+                "verifications/s",
+                "latency ms p50 / p95 / p99",
+                "errors",
+                "wrong bits",
+                "matcher RSS MB",
+            ],
+            rows,
+        ),
+        "",
+        f"Throughput encrypted / plaintext = {report['throughput_ratio']:.3f}. A matcher worker is ready "
+        f"{worker['p50']:.2f} s after it starts (max {worker['max']:.2f} s over {worker['runs']}); services ready "
+        f"in {report['services_ready_s']['encrypted']:.2f} s (encrypted) and "
+        f"{report['services_ready_s']['plaintext']:.2f} s (stand-in).",
+        "Inside the matcher (mean ms over every request it served, from its /metrics): "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{stage} {ms:.2f}" for stage, ms in report["matcher_stage_mean_ms"][name].items())
+            for name in ("encrypted", "plaintext")
+        )
+        + ". Load generator CPU (share of one core): "
+        + ", ".join(f"{name} {share:.2f}" for name, share in report["generator_cpu_share"].items())
+        + "; throughput per segment: "
+        + ", ".join(f"{name} {rps}" for name, rps in report["segments_rps"].items())
+        + ".",
+        "",
+        markdown_table(
+            ["issue 7 target", "measured", "met"],
+            [[item["target"], item["measured"], "yes" if item["met"] else "NO"] for item in report["issue_7_targets"]],
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Latency distribution (CDF, log axis) of both deployments, and their throughput."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (cdf, bars) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [2, 1]})
+    names = {"encrypted": ("encrypted", "C3"), "plaintext": ("plaintext stand-in", "C0")}
+    shares = np.asarray(report["latency_quantiles_ms"]["percent"]) / 100.0
+    for name, (label, colour) in names.items():
+        if report["latency_quantiles_ms"][name]:
+            cdf.plot(report["latency_quantiles_ms"][name], shares, color=colour, label=label)
+    cdf.axvline(ISSUE_7["p99_ms"], color="grey", linestyle=":", label="issue 7: p99 30 ms")
+    cdf.axhline(0.99, color="grey", linewidth=0.5)
+    cdf.set_xscale("log")
+    cdf.set_xlabel("latency per verification, ms (log)")
+    cdf.set_ylabel("share of requests")
+    cdf.set_title(f"{report['clients']} clients, {report['workers']} matcher workers", fontsize="medium")
+    cdf.legend(loc="lower right")
+    cdf.grid(True, which="both", alpha=0.3)
+    drawn = bars.bar(
+        [label for label, _ in names.values()],
+        [report["throughput_rps"], report["plaintext_throughput_rps"]],
+        color=[colour for _, colour in names.values()],
+    )
+    bars.bar_label(drawn, fmt="%.0f")
+    bars.set_ylabel("verifications per second")
+    bars.set_title(f"throughput (ratio {report['throughput_ratio']:.2f})", fontsize="medium")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients (threads)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per deployment")
+    parser.add_argument("--workers", type=int, default=2, help="matcher worker processes")
+    parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument("--plot", type=Path, help="write a PNG chart here")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.workers < 1 or args.seconds <= 0:
+        parser.error("--clients and --workers must be at least 1 and --seconds positive")
+    try:
+        with stderr_progress() as progress:
+            task = progress.add_task("starting services", total=None)
+
+            def on_progress(phase: str, phase_seconds: float) -> None:
+                progress.update(task, description=f"{phase} ({phase_seconds:g} s)")
+
+            report = run(clients=args.clients, seconds=args.seconds, workers=args.workers, on_progress=on_progress)
+    except vc.VeilfaceError as exc:
+        sys.stderr.write(f"Error: {exc.message}\n")
+        return 3
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot(report, args.plot)
+    sys.stdout.write(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
