@@ -67,7 +67,7 @@ def latency(
     backend: Backend = "dlib",
     model: Model = None,
     preset: Preset = DEFAULT_PRESET,
-    runs: Annotated[int, typer.Option(help="Timed rounds (each runs both pipelines).")] = 30,
+    runs: Annotated[int, typer.Option(help="Timed rounds (each runs both pipelines).")] = 50,
     image: Annotated[Path | None, typer.Option(help="A photo with one face; default ships with insightface.")] = None,
     json_path: JsonPath = None,
     plot_path: PlotPath = None,

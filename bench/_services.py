@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -29,6 +30,7 @@ PIPELINES = ("encrypted", "plaintext")
 # Far above anything a benchmark sends; the authority's defaults would refuse a load test within seconds.
 BENCH_BUDGET = 1_000_000_000
 BUDGET_SETTINGS = ("PER_SUBJECT", "PER_TOKEN", "GLOBAL_PER_MINUTE", "PER_KEY")
+STAGE_METRIC = "veilface_stage_duration_seconds"
 
 
 def bench_env(threshold: float) -> dict[str, str]:
@@ -189,3 +191,23 @@ def process_tree_rss_mb(pid: int) -> dict[str, float]:
         "total": round(main + others, 1),
         "processes": 1 + len(descendants),
     }
+
+
+def matcher_stage_means(url: str, token: str) -> dict[str, float]:
+    """Mean ms per stage the matcher itself timed (its /metrics), over every request it served.
+
+    ``compare`` is the homomorphic step as the event loop waits for it (worker IPC included); ``authority``
+    the round trip to the authority (decrypt, ledger, sign, HTTP).
+    """
+    response = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+    response.raise_for_status()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for metric in family.samples:
+            stage = metric.labels.get("stage")
+            if stage is not None and metric.name == f"{STAGE_METRIC}_sum":
+                sums[stage] = metric.value
+            elif stage is not None and metric.name == f"{STAGE_METRIC}_count":
+                counts[stage] = metric.value
+    return {stage: round(1000.0 * sums[stage] / counts[stage], 3) for stage in sorted(sums) if counts.get(stage)}

@@ -34,10 +34,15 @@ from typing import Any
 
 import httpx
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 import veilface.crypto as vc
-from veilface.bench._services import Deployment, deployment, process_tree_rss_mb, stderr_progress
+from veilface.bench._services import (
+    Deployment,
+    deployment,
+    matcher_stage_means,
+    process_tree_rss_mb,
+    stderr_progress,
+)
 from veilface.bench._stats import machine, markdown_table, percentiles
 from veilface.server.settings import DEFAULT_THRESHOLDS
 
@@ -50,7 +55,6 @@ WARMUP_S = 1.0
 WORKER_START_RUNS = 3
 ISSUE_7 = {"throughput_ratio": 0.7, "p99_ms": 30.0, "worker_start_s": 1.0}
 SEGMENTS = ("encrypted", "plaintext", "plaintext", "encrypted")
-STAGE_METRIC = "veilface_stage_duration_seconds"
 PER_DEPLOYMENT = ("elapsed_s", "generator_cpu_share", "segments_rps")
 
 
@@ -165,26 +169,6 @@ def summary(segments: list[Segment]) -> dict[str, Any]:
             for segment in segments
         ],
     }
-
-
-def matcher_stage_means(url: str, token: str) -> dict[str, float]:
-    """Mean ms per stage the matcher itself timed (its /metrics), over every request it served.
-
-    ``compare`` is the homomorphic step as the event loop waits for it (worker IPC included); ``authority``
-    the round trip to the authority (decrypt, ledger, sign, HTTP).
-    """
-    response = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
-    response.raise_for_status()
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    for family in text_string_to_metric_families(response.text):
-        for metric in family.samples:
-            stage = metric.labels.get("stage")
-            if stage is not None and metric.name == f"{STAGE_METRIC}_sum":
-                sums[stage] = metric.value
-            elif stage is not None and metric.name == f"{STAGE_METRIC}_count":
-                counts[stage] = metric.value
-    return {stage: round(1000.0 * sums[stage] / counts[stage], 3) for stage in sorted(sums) if counts.get(stage)}
 
 
 def worker_start_times(keys_dir: str, runs: int) -> None:
