@@ -41,7 +41,7 @@ def machine() -> dict[str, Any]:
 
 
 def source_revision() -> str | None:
-    """The git commit the measured code comes from, ``+dirty`` when tracked files differ from it.
+    """The git commit the measured code comes from, ``+dirty`` when tracked source files differ from it.
 
     ``None`` outside a git checkout (an installed wheel): results then say what they can.
     """
@@ -51,7 +51,8 @@ def source_revision() -> str | None:
             ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         changes = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # Committed results do not change what is measured.
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)bench/results"],
             cwd=here,
             capture_output=True,
             text=True,
