@@ -18,7 +18,7 @@ def test_bench_crypto_tiny(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     (preset,) = report["presets"]
-    assert set(preset["ms"]) == {"encrypt", "compare", "decide", "tenseal_dot"}
+    assert set(preset["ms"]) == {"encrypt", "compare", "compare_unstocked", "decide", "tenseal_dot"}
     assert all(v["p50"] > 0 for v in preset["ms"].values())
     assert 60_000 < preset["bytes"]["probe"] < 70_000
     assert preset["bytes"]["evaluation_bundle"] < 256 * 1024
