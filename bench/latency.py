@@ -209,30 +209,30 @@ def run(
             probes: dict[str, bytes] = {}
             blinded: dict[str, bytes] = {}
             for index in range(WARMUP_ROUNDS + runs):
-                record = index >= WARMUP_ROUNDS
+                counted = index >= WARMUP_ROUNDS
                 order = PIPELINES if index % 2 == 0 else PIPELINES[::-1]
                 for name in order:
                     stages, probes[name], matched = _end_to_end(deployed.pipelines[name], embedder, image_bytes)
-                    if not record:
+                    if not counted:
                         continue
                     matches[name] += matched
                     for stage, ms in stages.items():
                         samples[name].setdefault(stage, []).append(ms)
+                _, unstocked_ms = local["encrypted"].compare(templates["encrypted"], probes["encrypted"], stocked=False)
                 for name in order:
-                    _, unstocked_ms = local[name].compare(templates[name], probes[name], stocked=False)
                     blinded[name], match_ms = local[name].compare(templates[name], probes[name], stocked=True)
                     _, decide_ms = local[name].decide(blinded[name])
-                    if record:
+                    if counted:
                         samples[name].setdefault("match", []).append(match_ms)
-                        if name == "encrypted":
-                            samples[name].setdefault("match_unstocked", []).append(unstocked_ms)
                         samples[name].setdefault("decide", []).append(decide_ms)
+                if counted:
+                    samples["encrypted"].setdefault("match_unstocked", []).append(unstocked_ms)
                 serialise_ms = timed(serialise)[1]
                 wide_probe = wide_client.encrypt(wide_probe_vector)
                 _, wide_unstocked_ms = wide.compare(wide_template, wide_probe, stocked=False)
                 _, wide_stocked_ms = wide.compare(wide_template, wide_probe, stocked=True)
                 dot_ms = timed(lambda: baseline.compare(tenseal_template, tenseal_probe))[1]
-                if record:
+                if counted:
                     samples["encrypted"].setdefault("serialise", []).append(serialise_ms)
                     wide_samples["unstocked"].append(wide_unstocked_ms)
                     wide_samples["stocked"].append(wide_stocked_ms)

@@ -91,6 +91,15 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
+def _bit_is(response: httpx.Response, expected: bool) -> bool:
+    """Whether an answered verification carries the expected bit (an unreadable answer counts as wrong)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("match") is expected
+
+
 @dataclass
 class Segment:
     """What one stretch of load against one deployment gave."""
@@ -126,7 +135,7 @@ def drive(url: str, token: str, requests: list[Request], *, clients: int, second
                     mine.append(Sample((time.perf_counter() - sent) * 1000.0, 0, None))
                     continue
                 ms = (time.perf_counter() - sent) * 1000.0
-                correct = response.json().get("match") is request.expect_match if response.status_code == 200 else None
+                correct = _bit_is(response, request.expect_match) if response.status_code == 200 else None
                 mine.append(Sample(ms, response.status_code, correct))
         with lock:
             samples.extend(mine)

@@ -6,11 +6,12 @@ import json
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from veilface.bench._services import process_tree_rss_mb
-from veilface.bench.load import Sample, Segment, summary
+from veilface.bench.load import Sample, Segment, _bit_is, summary
 from veilface.client.cli import app
 
 P50_P95_P99 = {"p50", "p95", "p99"}
@@ -61,3 +62,10 @@ def test_process_tree_rss_counts_this_process() -> None:
     rss = process_tree_rss_mb(os.getpid())
     assert rss["main"] > 10 and rss["processes"] >= 1
     assert rss["total"] >= rss["main"]
+
+
+def test_an_unreadable_answer_counts_as_a_wrong_bit() -> None:
+    assert _bit_is(httpx.Response(200, json={"match": True}), True)
+    assert not _bit_is(httpx.Response(200, json={"match": False}), True)
+    assert not _bit_is(httpx.Response(200, content=b"not json"), False)
+    assert not _bit_is(httpx.Response(200, json=["match"]), True)
