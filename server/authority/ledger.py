@@ -22,9 +22,12 @@ from sqlalchemy import (
     Connection,
     Index,
     MetaData,
+    Select,
     String,
     Table,
+    bindparam,
     func,
+    literal,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -52,9 +55,10 @@ audit_log = Table(
     Column("granted", Boolean, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("row_hash", String(64), nullable=False),
-    Index("ix_vf_audit_subject", "subject_ref", "at_ms"),
-    Index("ix_vf_audit_token", "token_id", "at_ms"),
-    Index("ix_vf_audit_at", "at_ms"),
+    # Budget counts read only these indexes.
+    Index("ix_vf_audit_subject", "subject_ref", "granted", "at_ms"),
+    Index("ix_vf_audit_token", "token_id", "granted", "at_ms"),
+    Index("ix_vf_audit_granted", "granted", "at_ms"),
 )
 key_usage = Table(
     "vf_key_usage",
@@ -120,24 +124,47 @@ class ChainCheck:
     first_bad_seq: int | None
 
 
+def _granted_since(*conditions: ColumnElement[bool]) -> Select[int]:
+    """Granted decisions since ``:since`` (epoch ms), counted only up to ``:limit`` so the work stays bounded."""
+    recent = (
+        select(literal(1))
+        .where(audit_log.c.granted.is_(True), audit_log.c.at_ms > bindparam("since"), *conditions)
+        .limit(bindparam("limit"))
+    )
+    return select(func.count()).select_from(recent.subquery())
+
+
+# Built once: SQLAlchemy then reuses their compiled form instead of rebuilding them per decision.
+_SEEN = select(audit_log.c.seq).where(audit_log.c.request_id == bindparam("request_id"))
+_SUBJECT_USE = _granted_since(audit_log.c.subject_ref == bindparam("subject_ref"))
+_TOKEN_USE = _granted_since(audit_log.c.token_id == bindparam("token_id"))
+_GLOBAL_USE = _granted_since()
+_KEY_USE = select(key_usage.c.decisions).where(key_usage.c.key_id == bindparam("key_id"))
+_LAST = select(audit_log.c.seq, audit_log.c.row_hash).order_by(audit_log.c.seq.desc()).limit(1)
+_APPEND = audit_log.insert()
+
+
 class DecisionLedger:
     def __init__(self, database: Database, budgets: Budgets) -> None:
         self.database = database
         self.budgets = budgets
+        insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        self._count_key_use = (
+            insert(key_usage)
+            .values(key_id=bindparam("key_id"), decisions=1)
+            .on_conflict_do_update(index_elements=[key_usage.c.key_id], set_={"decisions": key_usage.c.decisions + 1})
+        )
 
     def record(
         self, *, request_id: str, key_id: str, token_id: str, subject_ref: str, purpose: Purpose, outcome: Outcome
     ) -> AuditEntry:
         """Append the decision if every budget allows it, else append a refusal and raise; one transaction."""
         with self.database.transaction(exclusive=True) as conn:
-            seen = conn.execute(select(audit_log.c.seq).where(audit_log.c.request_id == request_id)).first()
-            if seen is not None:
+            if conn.execute(_SEEN, {"request_id": request_id}).first() is not None:
                 raise ReplayError(request_id)
             at_ms = now_ms()
             refusal = self._exhausted(conn, at_ms, key_id=key_id, token_id=token_id, subject_ref=subject_ref)
-            last = conn.execute(
-                select(audit_log.c.seq, audit_log.c.row_hash).order_by(audit_log.c.seq.desc()).limit(1)
-            ).first()
+            last = conn.execute(_LAST).first()
             seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
             fields = {
                 "seq": seq,
@@ -152,9 +179,9 @@ class DecisionLedger:
                 "prev_hash": prev_hash,
             }
             entry = AuditEntry(**fields, row_hash=chain_hash(fields))
-            conn.execute(audit_log.insert().values(**asdict(entry)))
+            conn.execute(_APPEND, asdict(entry))
             if refusal is None:
-                self._count_key_use(conn, key_id)
+                conn.execute(self._count_key_use, {"key_id": key_id})
         if refusal is not None:
             raise refusal
         return entry
@@ -164,31 +191,20 @@ class DecisionLedger:
     ) -> BudgetExhaustedError | None:
         b = self.budgets
 
-        def granted_since(window_s: int, *conditions: ColumnElement[bool]) -> int:
-            query = select(func.count()).where(
-                audit_log.c.granted.is_(True), audit_log.c.at_ms > at_ms - window_s * 1000, *conditions
-            )
-            return int(conn.execute(query).scalar_one())
+        def used(query: Select[int], window_s: int, limit: int, **params: str) -> bool:
+            count = conn.execute(query, {"since": at_ms - window_s * 1000, "limit": limit, **params}).scalar_one()
+            return int(count) >= limit
 
-        if granted_since(b.subject_window_s, audit_log.c.subject_ref == subject_ref) >= b.per_subject:
+        if used(_SUBJECT_USE, b.subject_window_s, b.per_subject, subject_ref=subject_ref):
             return BudgetExhaustedError("subject", b.subject_window_s)
-        if granted_since(b.token_window_s, audit_log.c.token_id == token_id) >= b.per_token:
+        if used(_TOKEN_USE, b.token_window_s, b.per_token, token_id=token_id):
             return BudgetExhaustedError("token", b.token_window_s)
-        if granted_since(60) >= b.global_per_minute:
+        if used(_GLOBAL_USE, 60, b.global_per_minute):
             return BudgetExhaustedError("global", 60)
-        used = conn.execute(select(key_usage.c.decisions).where(key_usage.c.key_id == key_id)).scalar()
-        if used is not None and used >= b.per_key:
+        decisions = conn.execute(_KEY_USE, {"key_id": key_id}).scalar()
+        if decisions is not None and decisions >= b.per_key:
             return BudgetExhaustedError("key", None)
         return None
-
-    def _count_key_use(self, conn: Connection, key_id: str) -> None:
-        insert = postgresql.insert if self.database.dialect == "postgresql" else sqlite.insert
-        statement = insert(key_usage).values(key_id=key_id, decisions=1)
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[key_usage.c.key_id], set_={"decisions": key_usage.c.decisions + 1}
-            )
-        )
 
 
 def audit_entries(database: Database, batch: int = 1000) -> Iterator[AuditEntry]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, select
+from sqlalchemy import Column, LargeBinary, MetaData, String, Table, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -31,6 +31,10 @@ _META_COLUMNS = (
     templates.c.created_at,
     templates.c.updated_at,
 )
+# Built once: SQLAlchemy then reuses their compiled form on every request.
+_META = select(*_META_COLUMNS).where(templates.c.subject_id == bindparam("subject_id"))
+_GET = select(*_META_COLUMNS, templates.c.template).where(templates.c.subject_id == bindparam("subject_id"))
+_DELETE = delete(templates).where(templates.c.subject_id == bindparam("subject_id"))
 
 
 class SubjectExistsError(Exception):
@@ -62,14 +66,12 @@ class TemplateStore:
 
     def meta(self, subject_id: str) -> SubjectMeta | None:
         with self.database.transaction() as conn:
-            row = conn.execute(select(*_META_COLUMNS).where(templates.c.subject_id == subject_id)).first()
+            row = conn.execute(_META, {"subject_id": subject_id}).first()
         return SubjectMeta(*row) if row else None
 
     def get(self, subject_id: str) -> StoredTemplate | None:
         with self.database.transaction() as conn:
-            row = conn.execute(
-                select(*_META_COLUMNS, templates.c.template).where(templates.c.subject_id == subject_id)
-            ).first()
+            row = conn.execute(_GET, {"subject_id": subject_id}).first()
         return StoredTemplate(SubjectMeta(*row[:5]), bytes(row[5])) if row else None
 
     def put(self, subject_id: str, *, key_id: str, model_id: str, template: bytes, replace: bool) -> SubjectMeta:
@@ -98,14 +100,14 @@ class TemplateStore:
                     conn.execute(templates.insert().values(**values))
                 except IntegrityError:
                     raise SubjectExistsError(subject_id) from None
-            row = conn.execute(select(*_META_COLUMNS).where(templates.c.subject_id == subject_id)).one()
+            row = conn.execute(_META, {"subject_id": subject_id}).one()
         if replace:
             self.database.truncate_journal()
         return SubjectMeta(*row)
 
     def delete(self, subject_id: str) -> bool:
         with self.database.transaction() as conn:
-            deleted = conn.execute(delete(templates).where(templates.c.subject_id == subject_id)).rowcount
+            deleted = conn.execute(_DELETE, {"subject_id": subject_id}).rowcount
         if deleted:
             self.database.truncate_journal()
         return bool(deleted)
