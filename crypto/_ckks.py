@@ -287,7 +287,7 @@ class CkksAuthorityCipher(_CkksBase):
     def blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
         """sign * r * (v - t) per check. Only benchmarks and tests look at these; decide() keeps the sign."""
         envelope = Envelope.from_bytes(blinded, kind=EnvelopeKind.BLINDED)
-        envelope.expect(scheme=SCHEME, key_id=self.key_id, preset=self.preset)
+        envelope.expect(scheme=SCHEME, key_id=self.key_id, preset=self.preset, extra=("purpose",))
         try:
             purpose = Purpose(envelope.header.get("purpose"))
         except ValueError:

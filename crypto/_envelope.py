@@ -61,11 +61,16 @@ class Envelope:
             raise InvalidCiphertextError("envelope header is not an object", field="envelope")
         return cls(kind=kind, header=header, payload=data[end:])
 
-    def expect(self, **expected: Any) -> None:
-        """Refuse the envelope if any header field differs from the deployment's value."""
+    def expect(self, *, extra: tuple[str, ...] = (), **expected: Any) -> None:
+        """Refuse the envelope if a header field differs from the deployment's value, or is unknown."""
         for name, value in expected.items():
             got = self.header.get(name)
             if got != value:
                 raise InvalidCiphertextError(
                     f"ciphertext {name} is {got!r}, this deployment uses {value!r}", field=name
                 )
+        unknown = set(self.header) - set(expected) - set(extra)
+        if unknown:
+            raise InvalidCiphertextError(
+                f"envelope header has unknown fields: {', '.join(sorted(unknown)[:5])}", field="envelope"
+            )

@@ -93,7 +93,7 @@ class PlaintextMatcherCipher(_PlainBase):
 class PlaintextAuthorityCipher(_PlainBase):
     def blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
         envelope = Envelope.from_bytes(blinded, kind=EnvelopeKind.BLINDED)
-        envelope.expect(scheme=SCHEME, key_id=self.key_id, preset=PRESET)
+        envelope.expect(scheme=SCHEME, key_id=self.key_id, preset=PRESET, extra=("purpose",))
         try:
             purpose = Purpose(envelope.header.get("purpose"))
         except ValueError:

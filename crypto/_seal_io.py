@@ -35,12 +35,30 @@ _PT_MEMBERS = struct.Struct("<4QQd")
 _DYN_SIZE = struct.Struct("<Q")
 
 
+_DIR_PREFIX = "veilface-seal-"
+
+
 def _private_dir() -> str:
     shm = "/dev/shm"  # noqa: S108 (mkdtemp below makes a private 0700 directory in it)
-    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-    path = tempfile.mkdtemp(prefix="veilface-seal-", dir=base)
+    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+    _remove_orphans(base)
+    path = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-", dir=base)
     atexit.register(shutil.rmtree, path, True)
     return path
+
+
+def _remove_orphans(base: str) -> None:
+    """Directories left by killed processes (no atexit after SIGKILL): remove those whose pid is gone."""
+    for name in os.listdir(base):
+        pid_text = name[len(_DIR_PREFIX) :].partition("-")[0]
+        if not name.startswith(_DIR_PREFIX) or not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 class SealFiles:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -620,3 +623,25 @@ def test_known_limit_wrap_point(default_keys: vc.KeySet) -> None:
         ]
     assert vc.Outcome.MATCH in outcomes["default"]
     assert set(outcomes["large"]) == {vc.Outcome.NOT_NORMALISED}
+
+
+def test_unknown_envelope_fields_are_refused(
+    deployment: tuple[vc.CkksClientCipher, vc.CkksMatcherCipher, bytes],
+) -> None:
+    _, matcher, probe = deployment
+    envelope = vc.Envelope.from_bytes(probe, kind=vc.EnvelopeKind.EMBEDDING)
+    padded = vc.Envelope(envelope.kind, {**envelope.header, "padding": "x" * 300}, envelope.payload).to_bytes()
+    with pytest.raises(vc.InvalidCiphertextError, match="unknown fields"):
+        matcher.check(padded)
+
+
+def test_orphaned_seal_directories_are_removed(tmp_path: Path) -> None:
+    from veilface.crypto import _seal_io
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"veilface-seal-{dead.stdout.strip()}-abc"
+    alive = tmp_path / f"veilface-seal-{os.getpid()}-def"
+    orphan.mkdir()
+    alive.mkdir()
+    _seal_io._remove_orphans(str(tmp_path))
+    assert not orphan.exists() and alive.exists()
