@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ import tenseal.sealapi as sealapi
 from ._envelope import Envelope, EnvelopeKind
 from ._errors import ConfigurationError, InvalidCiphertextError
 from ._keys import KeyBundle, Role, open_context
+from ._modarith import Weights, crt, sum_mod, uniform_mod
 from ._protocol import (
     NORM_GAIN,
     Outcome,
@@ -53,6 +53,11 @@ class _CkksBase:
     @property
     def ciphertext_bytes(self) -> int:
         return ciphertext_size(self._n, len(self._primes))
+
+    @property
+    def compact_bytes(self) -> int:
+        """One blinded value on the wire: per data prime, the sum of c0's NTT values, then c1."""
+        return len(self._primes) * 8 * (1 + self._n)
 
     def _load(self, data: bytes, *, scale: float) -> sealapi.Ciphertext:
         check_ciphertext_layout(
@@ -98,49 +103,6 @@ class CkksClientCipher(_CkksBase):
             "preset": self.preset,
         }
         return Envelope(EnvelopeKind.EMBEDDING, header, self._files.ciphertext_bytes(ciphertext)).to_bytes()
-
-
-def _uniform_mod(q: int, count: int) -> np.ndarray:
-    """count values uniform in [0, q) from os.urandom, by rejection (no modulo bias)."""
-    shift = np.uint64(64 - q.bit_length())
-    values = np.frombuffer(os.urandom(8 * count), dtype=np.uint64) >> shift
-    bound = np.uint64(q)
-    while True:
-        rejected = values >= bound
-        n_bad = int(rejected.sum())
-        if n_bad == 0:
-            return values
-        values = values.copy()
-        values[rejected] = np.frombuffer(os.urandom(8 * n_bad), dtype=np.uint64) >> shift
-
-
-_LOW30 = (1 << 30) - 1
-
-
-def _dot_mod(values: np.ndarray, key_high: np.ndarray, key_low: np.ndarray, q: int) -> int:
-    """Exact <values, key> mod q for 60-bit operands, in 30-bit halves so no uint64 product overflows."""
-    high, low = values >> np.uint64(30), values & np.uint64(_LOW30)
-    top = _sum_mod(high * key_high, q)
-    middle = _sum_mod(high * key_low, q) + _sum_mod(low * key_high, q)
-    bottom = _sum_mod(low * key_low, q)
-    return ((top << 60) + (middle << 30) + bottom) % q
-
-
-def _crt(residues: list[int], primes: list[int], modulus: int) -> int:
-    """The centred integer in (-Q/2, Q/2] with the given residues."""
-    value = 0
-    for residue, q in zip(residues, primes, strict=True):
-        rest = modulus // q
-        value += residue * rest * pow(rest, -1, q)
-    value %= modulus
-    return value - modulus if value > modulus // 2 else value
-
-
-def _sum_mod(values: np.ndarray, q: int) -> int:
-    """Exact sum of uint64 values below 2^62, modulo q (split so numpy's sums cannot overflow)."""
-    high = int(np.sum(values >> np.uint64(32), dtype=np.uint64))
-    low = int(np.sum(values & np.uint64(0xFFFFFFFF), dtype=np.uint64))
-    return ((high << 32) + low) % q
 
 
 class CkksMatcherCipher(_CkksBase):
@@ -215,7 +177,7 @@ class CkksMatcherCipher(_CkksBase):
             self._evaluator.relinearize_inplace(score, self._relin_keys)
             products.append(score)
         parts = [
-            self._files.ciphertext_bytes(self._blind(product, sign * r, t))
+            self._compact(self._blind(product, sign * r, t))
             for product, (sign, t, _), r in zip(products, checks, factors, strict=True)
         ]
         header = {"scheme": SCHEME, "key_id": self.key_id, "preset": self.preset, "purpose": purpose.value}
@@ -235,6 +197,18 @@ class CkksMatcherCipher(_CkksBase):
         self._evaluator.add_plain_inplace(result, mask)
         self._evaluator.add_inplace(result, zero)
         return result
+
+    def _compact(self, ciphertext: sealapi.Ciphertext) -> bytes:
+        """What decrypting the constant coefficient needs: per prime, sum(c0) and c1 (half the bytes).
+
+        The constant coefficient of c0 + c1 s is N^-1 (sum(c0) + <c1, s>) in NTT form, so c0's other
+        values are never needed: the authority receives strictly less than the ciphertext.
+        """
+        polys = ciphertext_polys(self._files.ciphertext_bytes(ciphertext), self._n, len(self._primes))
+        return b"".join(
+            np.uint64(sum_mod(polys[0, i], q)).astype("<u8").tobytes() + polys[1, i].astype("<u8").tobytes()
+            for i, q in enumerate(self._primes)
+        )
 
     def replenish(self, count: int = 12) -> int:
         """Precompute masks and encryptions of zero (each used once, then dropped) off the request path.
@@ -265,8 +239,8 @@ class CkksMatcherCipher(_CkksBase):
         """
         parts = []
         for q in self._primes:
-            values = _uniform_mod(q, self._n).copy()
-            values[-1] = np.uint64((self._n * constant - _sum_mod(values[:-1], q)) % q)
+            values = uniform_mod(q, self._n).copy()
+            values[-1] = np.uint64((self._n * constant - sum_mod(values[:-1], q)) % q)
             parts.append(values)
         return self._files.plaintext_from_ntt(self._seal, self._parms_id, np.concatenate(parts), scale)
 
@@ -280,7 +254,7 @@ class CkksAuthorityCipher(_CkksBase):
         saved = self._files.uncompressed(self._files.save(self.context.secret_key().data))
         # The secret key lives at the key level (data primes, then the special prime), in NTT form.
         key = plaintext_values(saved).reshape(-1, self._n)[: len(self._primes)]
-        self._secret_halves = (key >> np.uint64(30), key & np.uint64(_LOW30))
+        self._key = [Weights(key[i]) for i in range(len(self._primes))]
         self._n_inverse = [pow(self._n, -1, q) for q in self._primes]
         self._modulus = math.prod(self._primes)
 
@@ -292,35 +266,32 @@ class CkksAuthorityCipher(_CkksBase):
             purpose = Purpose(envelope.header.get("purpose"))
         except ValueError:
             raise InvalidCiphertextError("blinded result has an unknown purpose", field="purpose") from None
-        size = self.ciphertext_bytes
+        size = self.compact_bytes
         if len(envelope.payload) != purpose.checks * size:
             raise InvalidCiphertextError(
-                f"blinded result must hold {purpose.checks} ciphertexts of {size} bytes", field="size"
+                f"blinded result must hold {purpose.checks} values of {size} bytes", field="size"
             )
-        chunks = [envelope.payload[i * size : (i + 1) * size] for i in range(purpose.checks)]
-        return purpose, [self._constant_term(chunk) for chunk in chunks]
+        values = np.frombuffer(envelope.payload, dtype="<u8").reshape(purpose.checks, len(self._primes), 1 + self._n)
+        return purpose, [self._constant_term(check) for check in values]
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
         purpose, values = self.blinded_values(blinded)
         return purpose, outcome_from_values(purpose, values)
 
-    def _constant_term(self, data: bytes) -> float:
+    def _constant_term(self, check: np.ndarray) -> float:
         """sign * r * (v - t), from the decryption's constant coefficient alone, computed exactly.
 
         Decryption is m = c0 + c1 * s in NTT form, and the constant coefficient of m is N^-1 times the sum
-        of its N NTT values, so one exact modular dot product per prime gives it without decrypting (or
-        even forming) any other coefficient.
+        of its N NTT values: N^-1 (sum(c0) + <c1, s>), one exact modular dot product per prime, without
+        decrypting (or even forming) any other coefficient.
         """
-        ciphertext = self._load(data, scale=self._product_scale)  # SEAL's own validity checks
-        del ciphertext
-        polys = ciphertext_polys(data, self._n, len(self._primes))
         residues = []
         for i, q in enumerate(self._primes):
-            c0, c1 = polys[0, i], polys[1, i]
-            total = _sum_mod(c0, q) + _dot_mod(c1, self._secret_halves[0][i], self._secret_halves[1][i], q)
-            residues.append(total * self._n_inverse[i] % q)
-        constant = _crt(residues, self._primes, self._modulus)
-        return constant * self._n / (2.0 * self._product_scale)
+            c0_sum, c1 = int(check[i, 0]), check[i, 1:]
+            if c0_sum >= q or int(c1.max()) >= q:
+                raise InvalidCiphertextError("blinded result holds values outside the modulus", field="ciphertext")
+            residues.append((c0_sum + self._key[i].dot(c1, q)) * self._n_inverse[i] % q)
+        return crt(residues, self._primes, self._modulus) * self._n / (2.0 * self._product_scale)
 
 
 def probe_digest(probe: bytes) -> str:

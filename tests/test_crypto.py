@@ -243,24 +243,34 @@ def test_other_coefficients_are_uniform(default_keys: vc.KeySet) -> None:
     q = seal.first_context_data().parms().coeff_modulus()[0].value()
     n = 4096
     positions = list(range(1, 301))
-    size = authority.ciphertext_bytes
 
-    def decrypted(chunk: bytes) -> list[int]:
-        ct = authority._load(chunk, scale=2.0**58)
+    def decrypted(ciphertext: sealapi.Ciphertext) -> list[int]:
         plain = sealapi.Plaintext()
-        sealapi.Decryptor(seal, authority.context.secret_key().data).decrypt(ct, plain)
+        sealapi.Decryptor(seal, authority.context.secret_key().data).decrypt(ciphertext, plain)
         return _ntt_values(plain, n)
 
-    blinded = vc.Envelope.from_bytes(matcher.compare(template, probe, 0.2), kind=vc.EnvelopeKind.BLINDED)
-    masked = _coefficients(decrypted(blinded.payload[2 * size :]), positions, q)
+    def product() -> sealapi.Ciphertext:
+        result = sealapi.Ciphertext(seal)
+        matcher._evaluator.multiply(matcher._open(template), matcher._open(probe), result)
+        matcher._evaluator.relinearize_inplace(result, matcher._relin_keys)
+        return result
+
+    # What compare() sends for the score, before it is compacted: the whole ciphertext.
+    blinded = matcher._blind(product(), 7, 0.2)
+    ntt = decrypted(blinded)
+    masked = _coefficients(ntt, positions, q)
     # chi-square, 9 degrees of freedom: 27.9 is the 0.1% critical value
     assert _chi_square_uniform(masked, q) < 27.9
 
+    # The compact form the authority receives decrypts to exactly the same constant coefficient.
+    constant = _coefficients(ntt, [0], q)[0]
+    compact = np.frombuffer(matcher._compact(blinded), dtype="<u8").reshape(1, 1 + n)
+    readout = authority._constant_term(compact) * 2 * 2.0**58 / n
+    assert round(readout) % q == constant
+    assert abs(readout / (2 * 2.0**58 / n) / 7 + 0.2 - float(a @ b)) < 2e-5
+
     # Control: the same comparison without the mask is nowhere near uniform, so the test has power.
-    product = sealapi.Ciphertext(seal)
-    matcher._evaluator.multiply(matcher._open(template), matcher._open(probe), product)
-    matcher._evaluator.relinearize_inplace(product, matcher._relin_keys)
-    unmasked = _coefficients(decrypted(matcher._files.ciphertext_bytes(product)), positions, q)
+    unmasked = _coefficients(decrypted(product()), positions, q)
     assert _chi_square_uniform(unmasked, q) > 1000
 
 
@@ -645,3 +655,20 @@ def test_orphaned_seal_directories_are_removed(tmp_path: Path) -> None:
     alive.mkdir()
     _seal_io._remove_orphans(str(tmp_path))
     assert not orphan.exists() and alive.exists()
+
+
+def test_authority_refuses_malformed_blinded_results(default_keys: vc.KeySet) -> None:
+    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
+    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
+    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    template = client.encrypt(np.ones(128))
+    blinded = vc.Envelope.from_bytes(matcher.compare(template, template, 0.5), kind=vc.EnvelopeKind.BLINDED)
+    assert len(blinded.payload) == 3 * authority.compact_bytes
+    for payload in (
+        blinded.payload[:-8],
+        blinded.payload + b"\0" * 8,
+        b"\xff" * len(blinded.payload),  # every value outside the modulus
+        blinded.payload[:8] + b"\xff" * 8 + blinded.payload[16:],
+    ):
+        with pytest.raises(vc.InvalidCiphertextError):
+            authority.decide(vc.Envelope(blinded.kind, blinded.header, payload).to_bytes())
