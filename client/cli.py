@@ -77,6 +77,57 @@ def keys_init(
         typer.echo(f"give clients {directory / 'public' / 'signing.pub'} (check the fingerprint out of band)")
 
 
+@keys_app.command("rotate")
+def keys_rotate(
+    current: Annotated[Path, typer.Argument(metavar="CURRENT", help="The deployment's key directory.")],
+    new: Annotated[Path, typer.Argument(metavar="NEW", help="Where to write the new secret/, evaluation/, public/.")],
+    preset: Annotated[str | None, typer.Option(help="CKKS parameter preset (default: CURRENT's).")] = None,
+    model_id: Annotated[str | None, typer.Option(help="Embedding model (default: CURRENT's).")] = None,
+    dimension: Annotated[int | None, typer.Option(help="Embedding dimension (default: CURRENT's).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print both key_ids and the fingerprint as JSON.")] = False,
+) -> None:
+    """New CKKS keys in NEW, signed with CURRENT's authority signing key, so clients keep their signing.pub.
+
+    Templates under the old key_id are refused with 'reenrolment-required' by a matcher on the new keys;
+    README, "Key renewal", moves a deployment over without stopping it.
+    """
+    from veilface.crypto import KeySet, SignatureError
+    from veilface.server.keystore import read_public_description, read_signing_key, write_keyset
+
+    try:
+        old, signature = read_public_description(current)
+        signing_key = read_signing_key(current)
+        try:
+            old.verify(signature, signing_key.verify_key)
+        except SignatureError:
+            raise fail(f"{current}/secret/signing.key did not sign {current}/public; is this one deployment?") from None
+        fresh = key_ceremony(
+            preset or old.preset, model_id=model_id or old.model_id, dimension=dimension or old.dimension
+        )
+        # The ceremony's own Ed25519 key is discarded: the authority's identity outlives its CKKS keys.
+        keyset = KeySet(
+            fresh.secret,
+            fresh.evaluation,
+            fresh.public,
+            signing_key,
+            fresh.description,
+            fresh.description.sign(signing_key),
+        )
+        write_keyset(new, keyset)
+    except FileExistsError:
+        raise fail(f"{new} already holds keys; refusing to overwrite them (choose another NEW)") from None
+    except VeilfaceError as exc:
+        raise fail(exc.message) from None
+    fingerprint = signing_key.verify_key.fingerprint
+    if json_out:
+        typer.echo(json.dumps({"old_key_id": old.key_id, "key_id": keyset.key_id, "fingerprint": fingerprint}))
+    else:
+        typer.echo(f"old key_id   {old.key_id}")
+        typer.echo(f"new key_id   {keyset.key_id}")
+        typer.echo(f"authority signing key fingerprint (unchanged): {fingerprint}")
+        typer.echo("templates under the old key_id must be re-enrolled (README, 'Key renewal')")
+
+
 from veilface.client import _face_cli  # noqa: E402
 
 _face_cli.register(app)
@@ -93,6 +144,10 @@ _bench_cli.register(app)
 from veilface.server import _cli as _server_cli  # noqa: E402
 
 _server_cli.register(app)
+
+from veilface.server import _audit_cli  # noqa: E402
+
+_audit_cli.register(app)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    case,
     func,
     literal,
     select,
@@ -222,16 +223,91 @@ def audit_entries(database: Database, batch: int = 1000) -> Iterator[AuditEntry]
         after = rows[-1][0]
 
 
+@dataclass(frozen=True)
+class TokenUse:
+    token_id: str
+    granted: int
+    refused: int
+    subjects: int
+    first_ms: int
+    last_ms: int
+
+
+def token_use(database: Database) -> list[TokenUse]:
+    """Decisions per operator token: many subjects with one or two decisions each is what crafted-ciphertext
+    key recovery looks like (DESIGN.md section 2), as is a token that keeps running into its budget."""
+    granted = func.sum(case((audit_log.c.granted.is_(True), 1), else_=0))
+    query = (
+        select(
+            audit_log.c.token_id,
+            granted,
+            func.count() - granted,
+            func.count(audit_log.c.subject_ref.distinct()),
+            func.min(audit_log.c.at_ms),
+            func.max(audit_log.c.at_ms),
+        )
+        .group_by(audit_log.c.token_id)
+        .order_by(func.count().desc(), audit_log.c.token_id)
+    )
+    with database.transaction() as conn:
+        return [TokenUse(*(row[0], *(int(value) for value in row[1:]))) for row in conn.execute(query)]
+
+
 def verify_chain(database: Database) -> ChainCheck:
     """Recompute the chain; report the first row whose hash, link or sequence number is wrong.
 
     Removing rows from the end leaves a valid shorter chain: compare ``rows`` with a count kept elsewhere
     (the decision metrics, a copy of the last hash) to detect truncation.
     """
-    prev_hash, expected_seq, rows = GENESIS_HASH, 1, 0
+    report = inspect_chain(database)
+    return ChainCheck(report.rows, report.broken.seq if report.broken else None)
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """Where the chain first fails. ``problem``: ``missing`` (a gap: rows ``expected_seq`` .. ``seq - 1`` were
+    deleted), ``altered`` (the row's hash does not match its fields) or ``unlinked`` (the row does not chain
+    to the previous one: that one was rewritten together with its hash, or this one was)."""
+
+    seq: int
+    expected_seq: int
+    problem: str
+
+    @property
+    def first_bad_row(self) -> int:
+        return self.expected_seq if self.problem == "missing" else self.seq
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """``rows`` read up to and including the break; ``last_hash`` of the last row that checked out;
+    ``anchor_seq``: the intact row whose hash is the given anchor (a last hash recorded earlier elsewhere)."""
+
+    rows: int
+    last_hash: str
+    broken: ChainBreak | None
+    anchor_seq: int | None = None
+
+
+def inspect_chain(database: Database, *, anchor: str | None = None) -> ChainReport:
+    """:func:`verify_chain` with the kind of break and the anchor's position, for ``veilface audit verify``.
+
+    A chain without a key can be rewritten from any row onwards by whoever can write the database; an
+    anchor (a row hash copied off the authority's host earlier) exposes that, and truncation past it.
+    """
+    prev_hash, expected_seq, rows, anchor_seq = GENESIS_HASH, 1, 0, None
     for entry in audit_entries(database):
         rows += 1
-        if entry.seq != expected_seq or entry.prev_hash != prev_hash or entry.row_hash != entry.expected_hash():
-            return ChainCheck(rows, entry.seq)
+        problem = None
+        if entry.seq != expected_seq:
+            problem = "missing"
+        elif entry.row_hash != entry.expected_hash():
+            problem = "altered"
+        elif entry.prev_hash != prev_hash:
+            problem = "unlinked"
+        if problem is not None:
+            return ChainReport(rows, prev_hash, ChainBreak(entry.seq, expected_seq, problem), anchor_seq)
+        if entry.row_hash == anchor:
+            anchor_seq = entry.seq
         prev_hash, expected_seq = entry.row_hash, entry.seq + 1
-    return ChainCheck(rows, None)
+    return ChainReport(rows, prev_hash, None, anchor_seq)
