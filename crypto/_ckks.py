@@ -210,13 +210,14 @@ class CkksMatcherCipher(_CkksBase):
             for i, q in enumerate(self._primes)
         )
 
-    def replenish(self, count: int = 12) -> int:
+    def replenish(self, count: int = 12, batch: int = 3) -> int:
         """Precompute masks and encryptions of zero (each used once, then dropped) off the request path.
 
         Each verification takes three pairs, each enrolment two; without a stock they are made on the spot
-        (about 1 ms each). Returns how many pairs are in stock.
+        (about 1 ms each). Makes at most ``batch`` pairs per call, so a worker topping up its stock between
+        requests never holds the next request back for long. Returns how many pairs are in stock.
         """
-        while len(self._stock) < count:
+        for _ in range(min(batch, count - len(self._stock))):
             self._stock.append(self._fresh_randomness())
         return len(self._stock)
 
