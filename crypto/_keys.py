@@ -119,7 +119,7 @@ class PublicDescription:
                 public_bundle_sha256=str(data["public_bundle_sha256"]),
                 format_version=int(data["format_version"]),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int() of an infinite float
             raise SignatureError("public bundle description is incomplete") from None
         return desc
 

@@ -76,7 +76,7 @@ def _read_meta(sub: Path) -> dict[str, Any]:
         meta = json.loads((sub / META_FILE).read_text())
     except FileNotFoundError:
         raise ConfigurationError(f"{sub / META_FILE} is missing; run 'veilface keys init DIR' first") from None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise ConfigurationError(f"{sub / META_FILE} is not valid JSON") from None
     if not isinstance(meta, dict):
         raise ConfigurationError(f"{sub / META_FILE} is not a JSON object")
@@ -105,7 +105,10 @@ def read_public_description(directory: Path) -> tuple[PublicDescription, str]:
     description, signature = meta.get("description"), meta.get("signature")
     if not isinstance(description, dict) or not isinstance(signature, str):
         raise ConfigurationError("public/meta.json lacks the authority's signed description")
-    return PublicDescription.from_dict(description), signature
+    try:
+        return PublicDescription.from_dict(description), signature
+    except SignatureError as exc:
+        raise ConfigurationError(f"public/meta.json: {exc.message}") from None
 
 
 def read_signing_key(directory: Path) -> SigningKey:
