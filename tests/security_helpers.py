@@ -1,0 +1,204 @@
+"""Helpers of the security tests: what a leak would look like, and where to look for it.
+
+Scanners return what they found, so every test can also show that the same scan finds a planted marker.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import tenseal as ts
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import MetaData, create_engine, select
+
+import veilface.crypto as vc
+
+
+def embedding_markers(vector: np.ndarray) -> list[bytes]:
+    """What an embedding would leave behind if any of it were stored, logged or kept in memory: windows of
+    its float64 and float32 bytes, and decimal renderings (repr, %.8f) of a few components."""
+    values = np.asarray(vector, dtype=np.float64)
+    f64, f32 = values.astype("<f8").tobytes(), values.astype("<f4").tobytes()
+    markers = [f64[i : i + 32] for i in range(0, len(f64) - 32 + 1, len(f64) // 4)]
+    markers += [f32[i : i + 16] for i in range(0, len(f32) - 16 + 1, len(f32) // 4)]
+    for component in values[:3]:
+        markers += [repr(float(component)).encode(), f"{component:.8f}".encode()]
+    return markers
+
+
+def secret_key_in_memory(keyset: vc.KeySet) -> list[bytes]:
+    """Windows of the CKKS secret key as SEAL keeps it in memory (its NTT-form coefficients, uint64), which any
+    process that loaded the secret bundle holds."""
+    context = ts.context_from(keyset.secret.context)
+    secret_key = context.secret_key().data
+    poly = secret_key.data()
+    raw = b"".join(struct.pack("<Q", poly[i]) for i in range(poly.coeff_count()))
+    return [raw[i : i + 32] for i in range(0, len(raw) - 32 + 1, len(raw) // 8)]
+
+
+def files_holding(root: Path, markers: Iterable[bytes]) -> dict[str, int]:
+    """Files under ``root`` (or ``root`` itself) that contain any marker, with how many of them."""
+    wanted = list(markers)
+    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    found = {}
+    for path in paths:
+        content = path.read_bytes()
+        hits = sum(marker in content for marker in wanted)
+        if hits:
+            found[str(path)] = hits
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live process below it (a service and its worker pool), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, queue = [pid], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            tree.append(child)
+            queue.append(child)
+    return tree
+
+
+_MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \d+\s*(.*)$")
+
+
+def writable_memory(pid: int) -> Iterator[bytes]:
+    """Every private writable mapping of a process (heap, anonymous memory, libraries' data): where anything
+    it read, decoded or computed lives. Code and read-only file mappings hold nothing it received."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as memory:
+        for line in maps:
+            match = _MAPS_LINE.match(line)
+            if match is None or not match.group(3).startswith("rw") or match.group(4).startswith("[v"):
+                continue
+            start, end = int(match.group(1), 16), int(match.group(2), 16)
+            try:
+                memory.seek(start)
+                yield memory.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue  # a mapping that went away or cannot be read (guard pages)
+
+
+class MarkerSearch:
+    """Finds any of many byte strings (16 bytes or longer) in hundreds of megabytes at numpy speed.
+
+    Each marker contains a whole 8-byte-aligned word of the haystack at one of 8 offsets, so every 8-byte
+    window of every marker is hashed into a table; the haystack's aligned words are hashed in one vectorised
+    pass and only the few that hit the table are compared byte by byte.
+    """
+
+    TABLE_BITS = 24
+    _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads words that differ in any bit
+    _CHUNK_WORDS = 1 << 23
+
+    def __init__(self, markers: Iterable[bytes]) -> None:
+        self.markers = list(dict.fromkeys(markers))
+        if any(len(marker) < 16 for marker in self.markers):
+            raise ValueError("markers must be at least 16 bytes long")
+        self._windows: dict[int, list[tuple[bytes, int]]] = {}
+        for marker in self.markers:
+            for offset in range(8):
+                word = int.from_bytes(marker[offset : offset + 8], "little")
+                self._windows.setdefault(word, []).append((marker, offset))
+        self._table = np.zeros(1 << self.TABLE_BITS, dtype=bool)
+        self._table[self._hash(np.array(list(self._windows), dtype=np.uint64))] = True
+
+    def _hash(self, words: np.ndarray) -> np.ndarray:
+        return (words * self._MULTIPLIER) >> np.uint64(64 - self.TABLE_BITS)
+
+    def found_in(self, haystack: bytes) -> set[bytes]:
+        """The markers that occur in ``haystack`` (whose start is 8-byte aligned in the memory it came from)."""
+        found: set[bytes] = set()
+        words = np.frombuffer(haystack, dtype="<u8", count=len(haystack) // 8)
+        for first in range(0, len(words), self._CHUNK_WORDS):
+            chunk = words[first : first + self._CHUNK_WORDS]
+            for index in np.flatnonzero(self._table[self._hash(chunk)]):
+                position = (first + int(index)) * 8
+                for marker, offset in self._windows.get(int(chunk[index]), ()):
+                    start = position - offset
+                    if start >= 0 and haystack[start : start + len(marker)] == marker:
+                        found.add(marker)
+        return found
+
+
+def memory_holding(pid: int, markers: Iterable[bytes]) -> list[bytes]:
+    """The markers found in the memory of ``pid`` or any process below it, in the order given."""
+    search = MarkerSearch(markers)
+    found: set[bytes] = set()
+    for process in process_tree(pid):
+        for region in writable_memory(process):
+            found |= search.found_in(region)
+    return [marker for marker in search.markers if marker in found]
+
+
+def database_values(url: str) -> bytes:
+    """Every value of every veilface table, as bytes, so a scan covers rows on any backend."""
+    engine = create_engine(url)
+    metadata = MetaData()
+    metadata.reflect(engine)
+    values: list[bytes] = []
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            if table.name.startswith("vf_"):
+                for row in conn.execute(select(table)):
+                    values += [v if isinstance(v, bytes) else str(v).encode() for v in row]
+    engine.dispose()
+    return b"\n".join(values)
+
+
+def self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``host`` (an IP address) signed by its own key, and that key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+class RecordingTransport(httpx.BaseTransport):
+    """Forwards requests and notes each one's method, path and body size: what left the client."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.sent: list[tuple[str, str, int]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.method, request.url.path, len(request.read())))
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
