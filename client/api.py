@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import ssl
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,17 +97,22 @@ class Client:
         model_path: str | Path | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
-        verify_tls: bool | str = True,
+        verify_tls: bool | str | Path = True,
     ) -> None:
         self._authority_key = load_authority_key(authority_key)
         self._backend = backend
         self._model_path = model_path
+        # A path is a CA bundle (e.g. the matcher's self-signed certificate); True trusts the system's CAs, or
+        # the file named by SSL_CERT_FILE.
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(verify_tls)) if isinstance(verify_tls, (str, Path)) else verify_tls
+        )
         self._http = httpx.Client(
             base_url=server.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             transport=transport,
-            verify=verify_tls,
+            verify=verify,
         )
         self._deployment: Deployment | None = None
         self._cipher: ClientCipher | None = None
