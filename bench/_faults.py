@@ -68,6 +68,17 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def process_kind(pid: int) -> str:
+    """What a service's process is: a pool "worker", multiprocessing's "resource-tracker", or the "service"."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "exited"
+    if b"resource_tracker" in cmdline:
+        return "resource-tracker"
+    return "worker" if b"spawn_main" in cmdline else "service"
+
+
 def group_rss_mb(pgid: int) -> float:
     """Resident memory of every process in the group (a service and its worker pool), in MB."""
     total_kb = 0

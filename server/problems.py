@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from veilface.crypto import InvalidCiphertextError, VeilfaceError
@@ -99,6 +100,19 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, InvalidCiphertextError)
         return problem_response(Problem(422, "invalid-ciphertext", "Invalid ciphertext", exc.message))
 
+    async def on_database(_: Request, exc: Exception) -> JSONResponse:
+        # The database server is down, restarting or refusing connections: transient, as for the authority.
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        return problem_response(
+            Problem(
+                503,
+                "database-unavailable",
+                "Database unavailable",
+                "the service cannot reach its database; retry later",
+                headers={"Retry-After": "1"},
+            )
+        )
+
     async def on_veilface(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, VeilfaceError)
         log.error("unhandled veilface error", extra={"error": type(exc).__name__})
@@ -112,6 +126,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(InvalidCiphertextError, on_ciphertext)
+    app.add_exception_handler(OperationalError, on_database)
+    app.add_exception_handler(InterfaceError, on_database)
     app.add_exception_handler(VeilfaceError, on_veilface)
     app.add_exception_handler(Exception, on_unexpected)
 

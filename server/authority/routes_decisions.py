@@ -30,7 +30,7 @@ def _header(value: str | None, name: str, pattern: re.Pattern[str]) -> str:
 @router.post(
     "/decisions",
     response_model=wire.DecisionAnswer,
-    responses=problem_responses(401, 409, 413, 415, 422, 429),
+    responses=problem_responses(401, 409, 413, 415, 422, 429, 503),
     openapi_extra=BINARY_BODY,
 )
 async def decide(

@@ -188,7 +188,7 @@ async def verify(
     return Decision(**decision.record.with_subject(subject_id).to_dict())
 
 
-@router.get("/{subject_id}", response_model=Subject, responses=problem_responses(401, 404, 422))
+@router.get("/{subject_id}", response_model=Subject, responses=problem_responses(401, 404, 422, 503))
 async def subject(subject_id: SubjectId, _: Operator, state: State) -> Subject:
     """The subject's metadata; the template itself never leaves the matcher."""
     meta = await anyio.to_thread.run_sync(state.store.meta, subject_id)
@@ -198,7 +198,7 @@ async def subject(subject_id: SubjectId, _: Operator, state: State) -> Subject:
 
 
 @router.delete(
-    "/{subject_id}", status_code=204, response_class=Response, responses=problem_responses(401, 403, 404, 422)
+    "/{subject_id}", status_code=204, response_class=Response, responses=problem_responses(401, 403, 404, 422, 503)
 )
 async def delete(subject_id: SubjectId, _: AdminOperator, state: State) -> Response:
     """Erase the subject's template (its bytes are overwritten in SQLite, see database.py)."""
