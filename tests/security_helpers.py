@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import re
+import socket
+import ssl
 import struct
-from collections.abc import Iterable, Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -202,3 +209,38 @@ class RecordingTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def launched(
+    name: str, keys: Path, data: Path, port: int, env: dict[str, str], extra: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``veilface serve NAME`` as its own process (no VEILFACE_* variable but ``env``), stopped with SIGTERM."""
+    command = [sys.executable, "-m", "veilface.server", name, "--keys", str(keys), "--data", str(data)]
+    command += ["--port", str(port), *extra]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("VEILFACE_")}
+    process = subprocess.Popen(command, env=base | env, stderr=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def readiness(url: str, verify: ssl.SSLContext | bool = True, *, until_ready: bool) -> httpx.Response:
+    """/readyz once the service answers at all, or (``until_ready``) once it answers 200."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            response = httpx.get(url + "/readyz", verify=verify, timeout=5.0)
+            if response.status_code == 200 or not until_ready or time.monotonic() > deadline:
+                return response
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"{url} did not start"
+        time.sleep(0.2)

@@ -3,21 +3,14 @@ endpoint the services publish (enumerated from their OpenAPI, so a new endpoint 
 
 from __future__ import annotations
 
-import os
-import socket
 import ssl
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import server_fixtures as sf
-from security_helpers import self_signed
+from security_helpers import free_port, launched, readiness, self_signed
 from server_fixtures import (
     ADMIN_TOKEN,
     AUTHORITY_TOKEN,
@@ -116,38 +109,6 @@ async def test_the_authority_answers_only_the_matchers_token(services: InProcess
 # -- TLS between client and matcher, and between matcher and authority -----------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def service(name: str, keys: Path, data: Path, port: int, env: dict[str, str], tls: list[str]) -> Iterator[None]:
-    command = [sys.executable, "-m", "veilface.server", name, "--keys", str(keys), "--data", str(data)]
-    command += ["--port", str(port), *tls]
-    base = {k: v for k, v in os.environ.items() if not k.startswith("VEILFACE_")}
-    process = subprocess.Popen(command, env=base | env, stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def readiness(url: str, verify: ssl.SSLContext, *, until_ready: bool) -> httpx.Response:
-    """/readyz once the service answers at all, or (``until_ready``) once it answers 200."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            response = httpx.get(url + "/readyz", verify=verify, timeout=5.0)
-            if response.status_code == 200 or not until_ready or time.monotonic() > deadline:
-                return response
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, f"{url} did not start"
-        time.sleep(0.2)
-
-
 def test_tls_on_both_hops_with_a_self_signed_certificate(
     keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,13 +126,13 @@ def test_tls_on_both_hops_with_a_self_signed_certificate(
     rng = np.random.default_rng(70)
     face = unit(rng)
     with (
-        service("authority", keys_dir, tmp_path / "authority", authority_port, common, tls),
-        service(
+        launched("authority", keys_dir, tmp_path / "authority", authority_port, common, tls),
+        launched(
             "matcher", matcher_keys_dir, tmp_path / "matcher", matcher_port,
             matcher_env | {"VEILFACE_AUTHORITY_CA_FILE": str(cert)}, tls,
         ),
         # The same matcher without the authority's certificate among its CAs: it must not trust the authority.
-        service("matcher", matcher_keys_dir, tmp_path / "untrusting", untrusting_port, matcher_env, []),
+        launched("matcher", matcher_keys_dir, tmp_path / "untrusting", untrusting_port, matcher_env, []),
     ):  # fmt: skip
         assert readiness(matcher_url, trust, until_ready=True).json() == {"database": True, "authority": True}
         untrusting = readiness(f"http://127.0.0.1:{untrusting_port}", trust, until_ready=False)

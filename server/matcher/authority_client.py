@@ -65,7 +65,8 @@ class AuthorityClient:
         await self._client.aclose()
 
     async def ready(self) -> bool:
-        """Reachable, accepting our token, and holding the signing key our clients trust."""
+        """Reachable, accepting our token, holding the signing key our clients trust and our CKKS key (during a
+        key renewal, a matcher on the new keys pointed at an authority on the old ones is not ready)."""
         try:
             with anyio.fail_after(self._timeout):
                 response = await self._client.get("/v1/keys/signing")
@@ -73,6 +74,9 @@ class AuthorityClient:
             return False
         if response.status_code != 200:
             log.warning("authority not ready", extra={"status": response.status_code})
+            return False
+        if response.headers.get("x-key-id") != self._key_id:
+            log.warning("authority holds another key", extra={"authority_key_id": response.headers.get("x-key-id")})
             return False
         return response.content.strip() == self._verify_key.to_pem().strip()
 
