@@ -117,5 +117,46 @@ def load(
     raise typer.Exit(bench_load.main(argv + _outputs(json_path, plot_path)))
 
 
+# -- reliability (issue 8): fuzzing, crash safety, outages, restarts ------------------------------------
+
+Enrolments = Annotated[int, typer.Option(min=1, help="Acknowledged enrolments in the crash test.")]
+Kills = Annotated[int, typer.Option(min=1, help="SIGKILLs of the matcher's process group.")]
+Clients = Annotated[int, typer.Option(min=1, help="Concurrent clients.")]
+CrashDatabase = Annotated[str, typer.Option(help="The matcher's database: sqlite, or postgresql (a private cluster).")]
+
+
+@bench_app.command("reliability")
+def reliability(
+    parser_examples: Annotated[int, typer.Option(min=1, help="hypothesis examples per parser.")] = 2000,
+    http_examples: Annotated[int, typer.Option(min=1, help="schemathesis examples per operation and kind.")] = 300,
+    enrolments: Enrolments = 1000,
+    rounds: Kills = 5,
+    clients: Clients = 8,
+    json_path: JsonPath = None,
+) -> None:
+    """Fuzzing, crash safety, authority and database outages, SIGTERM restarts; exit 1 if any falls short."""
+    from veilface.bench import reliability as bench_reliability
+
+    argv = ["--parser-examples", str(parser_examples), "--http-examples", str(http_examples)]
+    argv += ["--enrolments", str(enrolments), "--rounds", str(rounds), "--clients", str(clients)]
+    raise typer.Exit(bench_reliability.main(argv + _outputs(json_path, None)))
+
+
+@bench_app.command("crash")
+def crash(
+    enrolments: Enrolments = 1000,
+    rounds: Kills = 5,
+    clients: Clients = 8,
+    database: CrashDatabase = "sqlite",
+    json_path: JsonPath = None,
+) -> None:
+    """Enrolments in flight while the matcher is SIGKILLed: every acknowledged one present and verifying."""
+    from veilface.bench import reliability as bench_reliability
+
+    argv = ["--crash-only", "--enrolments", str(enrolments), "--rounds", str(rounds), "--clients", str(clients)]
+    argv += ["--database", database]
+    raise typer.Exit(bench_reliability.main(argv + _outputs(json_path, None)))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
