@@ -211,3 +211,54 @@ def matcher_stage_means(url: str, token: str) -> dict[str, float]:
             elif stage is not None and metric.name == f"{STAGE_METRIC}_count":
                 counts[stage] = metric.value
     return {stage: round(1000.0 * sums[stage] / counts[stage], 3) for stage in sorted(sums) if counts.get(stage)}
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _system_busy_s() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat: user..steal minus idle and iowait)."""
+    with open("/proc/stat") as fh:
+        values = [int(field) for field in fh.readline().split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / _CLOCK_TICKS
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds used by a process and its live descendants (utime + stime, /proc/<pid>/stat)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # stat fields 14 and 15, counted after the command name
+        pending += _children(current)
+    return total / _CLOCK_TICKS
+
+
+class OtherLoad:
+    """CPU that processes outside this benchmark used while it measured, in cores.
+
+    Everything the benchmark runs (its own threads, the services, their workers) descends from this
+    process; any other busy time on the machine is noise in the figures, so the reports carry it.
+    """
+
+    def __init__(self) -> None:
+        self._busy = self._mine = self._wall = 0.0
+        self.cpu_s = self.elapsed_s = 0.0
+
+    def __enter__(self) -> OtherLoad:
+        self._busy, self._mine, self._wall = _system_busy_s(), _tree_cpu_s(os.getpid()), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, mine = _system_busy_s() - self._busy, _tree_cpu_s(os.getpid()) - self._mine
+        self.cpu_s += max(0.0, busy - mine)
+        self.elapsed_s += time.perf_counter() - self._wall
+
+    @property
+    def cores(self) -> float:
+        return round(self.cpu_s / self.elapsed_s, 3) if self.elapsed_s else 0.0

@@ -34,7 +34,15 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 
 import veilface.crypto as vc
-from veilface.bench._services import PIPELINES, Pipeline, deployment, matcher_stage_means, stderr_progress
+from veilface.bench._services import (
+    PIPELINES,
+    Deployment,
+    OtherLoad,
+    Pipeline,
+    deployment,
+    matcher_stage_means,
+    stderr_progress,
+)
 from veilface.bench._stats import machine, markdown_table, percentiles, timed
 from veilface.bench.crypto import _TensealDot
 from veilface.client.faces import BACKENDS, StagedFaceEmbedder, embed_single, load_embedder
@@ -144,6 +152,81 @@ def _unit(rng: np.random.Generator, dimension: int) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
+class _Baseline:
+    """The compare at 512-D on random unit vectors, beside TenSEAL's ``.dot`` over the same scope."""
+
+    def __init__(self, preset: str, rng: np.random.Generator) -> None:
+        self.tenseal = _TensealDot()
+        keys = vc.key_ceremony(preset, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
+        self.client = vc.CkksClientCipher(keys.public, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
+        matcher = vc.CkksMatcherCipher(keys.evaluation, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
+        self.local = _Local(matcher, vc.CkksAuthorityCipher(keys.secret), keys, 0.0)
+        template, self.probe_vector = _unit(rng, BASELINE_DIMENSION), _unit(rng, BASELINE_DIMENSION)
+        self.template = self.client.encrypt(template)
+        self.tenseal_template = self.tenseal.encrypt(template)
+        self.tenseal_probe = self.tenseal.encrypt(self.probe_vector)
+
+    def measure(self) -> dict[str, float]:
+        probe = self.client.encrypt(self.probe_vector)
+        return {
+            "unstocked": self.local.compare(self.template, probe, stocked=False)[1],
+            "stocked": self.local.compare(self.template, probe, stocked=True)[1],
+            "tenseal_dot": timed(lambda: self.tenseal.compare(self.tenseal_template, self.tenseal_probe))[1],
+        }
+
+
+class _Rounds:
+    """Both deployments' end-to-end verifications and in-process stages, one round at a time."""
+
+    def __init__(
+        self, deployed: Deployment, embedder: StagedFaceEmbedder, image: bytes, template: np.ndarray, preset: str
+    ) -> None:
+        self.deployed, self.embedder, self.image = deployed, embedder, image
+        keyset, threshold = deployed.keyset, embedder.default_threshold
+        model_id, dimension = embedder.model_id, embedder.dimension
+        self.local = {
+            "encrypted": _Local(
+                vc.CkksMatcherCipher(keyset.evaluation, model_id=model_id, dimension=dimension),
+                vc.CkksAuthorityCipher(keyset.secret),
+                keyset,
+                threshold,
+            ),
+            "plaintext": _Local(
+                vc.PlaintextMatcherCipher(key_id=keyset.key_id, model_id=model_id, dimension=dimension),
+                vc.PlaintextAuthorityCipher(key_id=keyset.key_id),
+                keyset,
+                threshold,
+            ),
+        }
+        self.serialise = _Serialise(keyset.public, preset)
+        self.templates: dict[str, bytes] = {}
+        for name, pipeline in deployed.pipelines.items():
+            self.templates[name] = pipeline.client_cipher.encrypt(template)
+            pipeline.client.enroll_ciphertext(SUBJECT, self.templates[name])
+        self.probes: dict[str, bytes] = {}
+        self.blinded: dict[str, bytes] = {}
+
+    def measure(self, order: tuple[str, ...]) -> tuple[dict[str, dict[str, float]], dict[str, bool]]:
+        """Milliseconds per stage per deployment, and each deployment's decision, for one round."""
+        stages: dict[str, dict[str, float]] = {}
+        matched: dict[str, bool] = {}
+        for name in order:
+            stages[name], self.probes[name], matched[name] = _end_to_end(
+                self.deployed.pipelines[name], self.embedder, self.image
+            )
+        encrypted = self.local["encrypted"]
+        stages["encrypted"]["match_unstocked"] = encrypted.compare(
+            self.templates["encrypted"], self.probes["encrypted"], stocked=False
+        )[1]
+        for name in order:
+            self.blinded[name], stages[name]["match"] = self.local[name].compare(
+                self.templates[name], self.probes[name], stocked=True
+            )
+            stages[name]["decide"] = self.local[name].decide(self.blinded[name])[1]
+        stages["encrypted"]["serialise"] = timed(self.serialise)[1]
+        return stages, matched
+
+
 def run(
     *,
     backend: str,
@@ -159,93 +242,41 @@ def run(
     image_bytes = image_path.read_bytes()
     # The enrolment policy refuses an image without exactly one usable face, before any timing.
     template_embedding = embed_single(embedder, image_bytes)
-    threshold = embedder.default_threshold
-    rng = np.random.default_rng(7)
-
-    baseline = _TensealDot()
-    wide_keys = vc.key_ceremony(preset, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
-    wide_client = vc.CkksClientCipher(wide_keys.public, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
-    wide = _Local(
-        vc.CkksMatcherCipher(wide_keys.evaluation, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION),
-        vc.CkksAuthorityCipher(wide_keys.secret),
-        wide_keys,
-        0.0,
-    )
-    wide_template_vector, wide_probe_vector = _unit(rng, BASELINE_DIMENSION), _unit(rng, BASELINE_DIMENSION)
-    wide_template = wide_client.encrypt(wide_template_vector)
-    tenseal_template = baseline.encrypt(wide_template_vector)
-    tenseal_probe = baseline.encrypt(wide_probe_vector)
+    baseline = _Baseline(preset, np.random.default_rng(7))
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in PIPELINES}
+    wide_samples: dict[str, list[float]] = {"stocked": [], "unstocked": [], "tenseal_dot": []}
+    matches: dict[str, int] = dict.fromkeys(PIPELINES, 0)
 
     with tempfile.TemporaryDirectory(prefix="veilface-bench-") as root:
         with deployment(
-            Path(root), preset=preset, model_id=embedder.model_id, dimension=embedder.dimension, threshold=threshold
+            Path(root),
+            preset=preset,
+            model_id=embedder.model_id,
+            dimension=embedder.dimension,
+            threshold=embedder.default_threshold,
         ) as deployed:
-            keyset = deployed.keyset
-            local = {
-                "encrypted": _Local(
-                    vc.CkksMatcherCipher(keyset.evaluation, model_id=embedder.model_id, dimension=embedder.dimension),
-                    vc.CkksAuthorityCipher(keyset.secret),
-                    keyset,
-                    threshold,
-                ),
-                "plaintext": _Local(
-                    vc.PlaintextMatcherCipher(
-                        key_id=keyset.key_id, model_id=embedder.model_id, dimension=embedder.dimension
-                    ),
-                    vc.PlaintextAuthorityCipher(key_id=keyset.key_id),
-                    keyset,
-                    threshold,
-                ),
-            }
-            serialise = _Serialise(keyset.public, preset)
-            templates: dict[str, bytes] = {}
-            for name, pipeline in deployed.pipelines.items():
-                templates[name] = pipeline.client_cipher.encrypt(template_embedding)
-                pipeline.client.enroll_ciphertext(SUBJECT, templates[name])
-
-            samples: dict[str, dict[str, list[float]]] = {name: {} for name in PIPELINES}
-            wide_samples: dict[str, list[float]] = {"stocked": [], "unstocked": [], "tenseal_dot": []}
-            matches: dict[str, int] = dict.fromkeys(PIPELINES, 0)
-            probes: dict[str, bytes] = {}
-            blinded: dict[str, bytes] = {}
-            for index in range(WARMUP_ROUNDS + runs):
-                counted = index >= WARMUP_ROUNDS
-                order = PIPELINES if index % 2 == 0 else PIPELINES[::-1]
-                for name in order:
-                    stages, probes[name], matched = _end_to_end(deployed.pipelines[name], embedder, image_bytes)
-                    if not counted:
+            rounds = _Rounds(deployed, embedder, image_bytes, template_embedding, preset)
+            # The warm-up round runs inside too: one round in many, not worth a second loop.
+            with OtherLoad() as other_load:
+                for index in range(WARMUP_ROUNDS + runs):
+                    stages, matched = rounds.measure(PIPELINES if index % 2 == 0 else PIPELINES[::-1])
+                    wide = baseline.measure()
+                    if index < WARMUP_ROUNDS:
                         continue
-                    matches[name] += matched
-                    for stage, ms in stages.items():
-                        samples[name].setdefault(stage, []).append(ms)
-                _, unstocked_ms = local["encrypted"].compare(templates["encrypted"], probes["encrypted"], stocked=False)
-                for name in order:
-                    blinded[name], match_ms = local[name].compare(templates[name], probes[name], stocked=True)
-                    _, decide_ms = local[name].decide(blinded[name])
-                    if counted:
-                        samples[name].setdefault("match", []).append(match_ms)
-                        samples[name].setdefault("decide", []).append(decide_ms)
-                if counted:
-                    samples["encrypted"].setdefault("match_unstocked", []).append(unstocked_ms)
-                serialise_ms = timed(serialise)[1]
-                wide_probe = wide_client.encrypt(wide_probe_vector)
-                _, wide_unstocked_ms = wide.compare(wide_template, wide_probe, stocked=False)
-                _, wide_stocked_ms = wide.compare(wide_template, wide_probe, stocked=True)
-                dot_ms = timed(lambda: baseline.compare(tenseal_template, tenseal_probe))[1]
-                if counted:
-                    samples["encrypted"].setdefault("serialise", []).append(serialise_ms)
-                    wide_samples["unstocked"].append(wide_unstocked_ms)
-                    wide_samples["stocked"].append(wide_stocked_ms)
-                    wide_samples["tenseal_dot"].append(dot_ms)
+                    for name in PIPELINES:
+                        matches[name] += matched[name]
+                        for stage, ms in stages[name].items():
+                            samples[name].setdefault(stage, []).append(ms)
+                    for kind, ms in wide.items():
+                        wide_samples[kind].append(ms)
                     if on_round is not None:
                         on_round(index - WARMUP_ROUNDS + 1, runs)
-
             byte_counts = {
                 name: {
-                    "probe": len(probes[name]),
-                    "template": len(templates[name]),
+                    "probe": len(rounds.probes[name]),
+                    "template": len(rounds.templates[name]),
                     "response": pipeline.transport.response_bytes["verify"],
-                    "blinded_result": len(blinded[name]),
+                    "blinded_result": len(rounds.blinded[name]),
                 }
                 for name, pipeline in deployed.pipelines.items()
             }
@@ -255,6 +286,7 @@ def run(
                 for name, pipeline in deployed.pipelines.items()
             }
             ready_s = {name: round(pipeline.ready_s, 3) for name, pipeline in deployed.pipelines.items()}
+            keyset = deployed.keyset
 
     stages_ms = {stage: percentiles(values) for stage, values in samples["encrypted"].items()}
     plaintext_stages_ms = {stage: percentiles(values) for stage, values in samples["plaintext"].items()}
@@ -269,7 +301,7 @@ def run(
         "model_id": embedder.model_id,
         "dimension": embedder.dimension,
         "image": image_path.name,
-        "threshold": threshold,
+        "threshold": embedder.default_threshold,
         "runs": runs,
         "stages_ms": stages_ms,
         "plaintext_stages_ms": plaintext_stages_ms,
@@ -286,12 +318,13 @@ def run(
             "evaluation_bundle": keyset.evaluation.size,
             "public_bundle": keyset.public.size,
             "public_bundle_response": public_response,
-            "tenseal_probe_512": len(tenseal_probe),
-            "tenseal_evaluation_context": baseline.evaluation_bytes,
+            "tenseal_probe_512": len(baseline.tenseal_probe),
+            "tenseal_evaluation_context": baseline.tenseal.evaluation_bytes,
         },
         "plaintext_bytes": byte_counts["plaintext"],
         "matches": matches,
         "matcher_stage_mean_ms": stage_means,
+        "other_load_cores": other_load.cores,
         "services_ready_s": ready_s,
     }
     report["issue_7_targets"] = targets(report)
@@ -356,6 +389,8 @@ def markdown(report: dict[str, Any]) -> str:
             for name in PIPELINES
         )
         + ".",
+        f"Other processes on this machine used {report['other_load_cores']:.2f} cores during the rounds "
+        "(0 when undisturbed).",
         "",
         markdown_table(["bytes", "encrypted", "plaintext stand-in"], byte_rows),
         "",

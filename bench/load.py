@@ -38,6 +38,7 @@ import numpy as np
 import veilface.crypto as vc
 from veilface.bench._services import (
     Deployment,
+    OtherLoad,
     deployment,
     matcher_stage_means,
     process_tree_rss_mb,
@@ -232,11 +233,14 @@ def run(
                     on_progress(f"warm-up {name}", WARMUP_S)
                 drive(pipeline.services.matcher_url, deployed.token, work[name], clients=clients, seconds=WARMUP_S)
             segments: dict[str, list[Segment]] = {name: [] for name in deployed.pipelines}
+            other_load = {name: OtherLoad() for name in deployed.pipelines}
             for name in SEGMENTS:
                 if on_progress is not None:
                     on_progress(name, seconds / 2)
                 url = deployed.pipelines[name].services.matcher_url
-                segments[name].append(drive(url, deployed.token, work[name], clients=clients, seconds=seconds / 2))
+                with other_load[name]:
+                    segment = drive(url, deployed.token, work[name], clients=clients, seconds=seconds / 2)
+                segments[name].append(segment)
             pipelines = deployed.pipelines
             rss_end = {name: process_tree_rss_mb(p.services.matcher.pid) for name, p in pipelines.items()}
             stage_ms = {
@@ -265,6 +269,7 @@ def run(
         "plaintext_matcher_rss_mb": {"start": rss_start["plaintext"], "end": rss_end["plaintext"]},
         "authority_rss_mb_end": authority_rss,
         "matcher_stage_mean_ms": stage_ms,
+        "other_load_cores": {name: load.cores for name, load in other_load.items()},
         "services_ready_s": ready_s,
         "worker_start_s": worker_start,
         "latency_quantiles_ms": quantiles(
@@ -354,6 +359,9 @@ def markdown(report: dict[str, Any]) -> str:
         + "; throughput per segment: "
         + ", ".join(f"{name} {rps}" for name, rps in report["segments_rps"].items())
         + ".",
+        "Other processes on this machine used "
+        + ", ".join(f"{cores:.2f} cores in the {name} segments" for name, cores in report["other_load_cores"].items())
+        + " (0 when undisturbed).",
         "",
         markdown_table(
             ["issue 7 target", "measured", "met"],

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from veilface.bench._services import process_tree_rss_mb
+from veilface.bench._services import OtherLoad, _tree_cpu_s, process_tree_rss_mb
 from veilface.bench.load import Sample, Segment, _bit_is, summary
 from veilface.client.cli import app
 
@@ -69,3 +70,15 @@ def test_an_unreadable_answer_counts_as_a_wrong_bit() -> None:
     assert not _bit_is(httpx.Response(200, json={"match": False}), True)
     assert not _bit_is(httpx.Response(200, content=b"not json"), False)
     assert not _bit_is(httpx.Response(200, json=["match"]), True)
+
+
+def test_this_process_own_cpu_is_counted_as_the_benchmark_s() -> None:
+    # OtherLoad subtracts the CPU of this process tree from the machine's busy time; that CPU must be seen.
+    before = _tree_cpu_s(os.getpid())
+    until = time.process_time() + 0.5
+    while time.process_time() < until:
+        pass
+    assert _tree_cpu_s(os.getpid()) - before >= 0.45
+    with OtherLoad() as other:
+        time.sleep(0.2)
+    assert other.elapsed_s >= 0.2 and other.cores >= 0.0
