@@ -35,7 +35,7 @@ from veilface.client.api import Client, ProbeRefusedError
 from veilface.server.launch import RunningServices, start_services
 
 pytestmark = pytest.mark.e2e
-keyset, keys_dir = sf.keyset, sf.keys_dir
+keyset, keys_dir, postgres_url = sf.keyset, sf.keys_dir, sf.postgres_url
 
 
 def client(
@@ -51,9 +51,19 @@ def trusted(keys_dir: Path) -> Path:
     return keys_dir / "public" / "signing.pub"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
+    """The services' database settings, and the matcher's database URL."""
+    if request.param == "sqlite":
+        return {}, f"sqlite:///{tmp_path / 'data' / 'matcher' / 'matcher.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return {"VEILFACE_MATCHER_DATABASE_URL": url, "VEILFACE_AUTHORITY_DATABASE_URL": url}, url
+
+
 def test_nothing_the_matcher_holds_or_writes_contains_the_secret_key_or_an_embedding(
-    keyset: vc.KeySet, keys_dir: Path, tmp_path: Path
+    keyset: vc.KeySet, keys_dir: Path, tmp_path: Path, database: tuple[dict[str, str], str]
 ) -> None:
+    env, matcher_database = database
     data = tmp_path / "data"
     rng = np.random.default_rng(60)
     alice, bob = unit(rng), unit(rng)
@@ -61,7 +71,9 @@ def test_nothing_the_matcher_holds_or_writes_contains_the_secret_key_or_an_embed
     secret = sf.secret_markers(keyset)
     loaded_secret = secret_key_in_memory(keyset)
     faces = [m for face in (alice, bob, alice_again) for m in embedding_markers(face)]
-    with start_services(keys_dir, data, operator_token=ADMIN_TOKEN, env={"VEILFACE_LOG_LEVEL": "debug"}) as services:
+    with start_services(
+        keys_dir, data, operator_token=ADMIN_TOKEN, env={"VEILFACE_LOG_LEVEL": "debug", **env}
+    ) as services:
         with client(services, trusted(keys_dir)) as session:
             session.enroll_embedding("alice", alice)
             session.enroll_embedding("bob", bob)
@@ -77,14 +89,14 @@ def test_nothing_the_matcher_holds_or_writes_contains_the_secret_key_or_an_embed
     assert authority_memory == loaded_secret  # the same scan finds the key where it is loaded
 
     matcher_files = sorted(str(p.relative_to(data)) for p in (data / "matcher").rglob("*") if p.is_file())
-    assert "matcher/matcher.db" in matcher_files and "matcher/pseudonym.key" in matcher_files
+    assert "matcher/pseudonym.key" in matcher_files and ("matcher/matcher.db" in matcher_files) is (not env)
     assert not any("secret" in name for name in matcher_files)
     logs = (data / "matcher.log").read_text()
     assert '"level": "debug"' in logs and "/v1/subjects/{subject_id}/verify" in logs  # debug logging was on
     assert during == {}
     assert files_holding(data / "matcher", [*secret, *faces]) == {}
     assert files_holding(data / "matcher.log", [*secret, *faces]) == {}
-    rows = database_values(f"sqlite:///{data / 'matcher' / 'matcher.db'}")
+    rows = database_values(matcher_database)
     assert b"bob" in rows and not any(marker in rows for marker in [*secret, *faces])
     # The authority never sees an embedding either.
     assert files_holding(data / "authority", faces) == {} and files_holding(data / "authority.log", faces) == {}
