@@ -163,3 +163,17 @@ def test_the_authority_keys_restore_from_a_backup_and_old_templates_still_verify
             after = session.verify_embedding("alice", near(rng, alice))
             assert session.verify_embedding("alice", unit(rng)).match is False
     assert before.match is True and after.match is True and after.key_id == before.key_id
+
+
+def test_rotation_refuses_to_overwrite_keys_or_to_mix_deployments(keys_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    taken = tmp_path / "taken"
+    assert runner.invoke(app, ["keys", "rotate", str(keys_dir), str(taken)]).exit_code == 0
+    again = runner.invoke(app, ["keys", "rotate", str(keys_dir), str(taken)])
+    assert again.exit_code == 3 and "refusing to overwrite" in again.stderr
+    mixed = tmp_path / "mixed"
+    shutil.copytree(keys_dir, mixed)
+    (mixed / "secret" / "signing.key").write_bytes(vc.SigningKey.generate().to_pem())  # another authority's key
+    refused = runner.invoke(app, ["keys", "rotate", str(mixed), str(tmp_path / "new")])
+    assert refused.exit_code == 3 and "did not sign" in refused.stderr
+    assert not (tmp_path / "new").exists()
