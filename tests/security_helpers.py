@@ -53,6 +53,17 @@ def secret_key_in_memory(keyset: vc.KeySet) -> list[bytes]:
     return [raw[i : i + 32] for i in range(0, len(raw) - 32 + 1, len(raw) // 8)]
 
 
+def distinctive_windows(
+    secret_file: Path, shared_files: Iterable[Path], *, size: int = 32, count: int = 64
+) -> list[bytes]:
+    """Windows of ``secret_file`` that none of ``shared_files`` holds: secret/context.bin also carries the
+    parameters and the public key, which every bundle carries, so only these windows mean the secret leaked."""
+    secret = secret_file.read_bytes()
+    shared = b"\0".join(path.read_bytes() for path in shared_files)
+    windows = [secret[i : i + size] for i in range(0, len(secret) - size, max(1, len(secret) // count))]
+    return [window for window in windows if window not in shared]
+
+
 def files_holding(root: Path, markers: Iterable[bytes]) -> dict[str, int]:
     """Files under ``root`` (or ``root`` itself) that contain any marker, with how many of them."""
     wanted = list(markers)

@@ -23,6 +23,7 @@ from security_helpers import (
     MarkerSearch,
     RecordingTransport,
     database_values,
+    distinctive_windows,
     embedding_markers,
     files_holding,
     memory_holding,
@@ -77,7 +78,10 @@ def test_nothing_the_matcher_holds_or_writes_contains_the_secret_key_or_an_embed
     rng = np.random.default_rng(60)
     alice, bob = unit(rng), unit(rng)
     alice_again = near(rng, alice)
-    secret = sf.secret_markers(keyset)
+    shared_bundles = [path for role in ("evaluation", "public") for path in (keys_dir / role).iterdir()]
+    secret_file = distinctive_windows(keys_dir / "secret" / "context.bin", shared_bundles)
+    assert len(secret_file) >= 10
+    secret = [*sf.secret_markers(keyset), *secret_file]
     loaded_secret = secret_key_in_memory(keyset)
     faces = [m for face in (alice, bob, alice_again) for m in embedding_markers(face)]
     with start_services(
@@ -113,7 +117,9 @@ def test_nothing_the_matcher_holds_or_writes_contains_the_secret_key_or_an_embed
     assert all(files_holding(path, [*secret, *faces]) == {} for path in Path("/dev/shm").glob("veilface-seal-*"))
 
     # Controls: the scans find every marker where it is.
-    assert files_holding(keys_dir / "secret", secret)
+    assert files_holding(keys_dir / "secret" / "context.bin", secret_file) == {
+        str(keys_dir / "secret" / "context.bin"): len(secret_file)
+    }
     planted = b"".join(
         np.asarray(face, "<f8").tobytes()
         + np.asarray(face, "<f4").tobytes()
