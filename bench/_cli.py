@@ -127,8 +127,8 @@ CrashDatabase = Annotated[str, typer.Option(help="The matcher's database: sqlite
 
 @bench_app.command("reliability")
 def reliability(
-    parser_examples: Annotated[int, typer.Option(min=1, help="hypothesis examples per parser.")] = 2000,
-    http_examples: Annotated[int, typer.Option(min=1, help="schemathesis examples per operation and kind.")] = 300,
+    parser_examples: Annotated[int, typer.Option(min=1, help="hypothesis examples per parser.")] = 5000,
+    http_examples: Annotated[int, typer.Option(min=1, help="schemathesis examples per operation and kind.")] = 1000,
     enrolments: Enrolments = 1000,
     rounds: Kills = 5,
     clients: Clients = 8,

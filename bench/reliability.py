@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -145,11 +146,9 @@ def crash_safety(
         dep.matcher.start()
         dep.wait_ready()
         kills[-1]["restart_s"] = round(time.monotonic() - started, 3)
-        unexpected = {a.status for a in answers} - {0, 201}
+        unexpected = Counter(f"{a.status} {a.problem}" for a in answers if a.status not in (0, 201))
         if unexpected:
-            raise vc.ServiceError(
-                f"enrolments answered {sorted(unexpected)} before the kill; see {dep.matcher.log_path}"
-            )
+            raise vc.ServiceError(f"enrolments answered {dict(unexpected)} before the kill; see {dep.matcher.log_path}")
 
     rows = stored_templates(dep.matcher_database_url)
     missing = sorted(subject for subject in acknowledged if subject not in rows)
@@ -518,55 +517,66 @@ def problems(report: dict[str, Any]) -> list[str]:
     return found
 
 
-def markdown(report: dict[str, Any]) -> str:
-    parsers = report["fuzz_parsers"]
-    http = report["fuzz_http"]
-    crash = report["crash"]
-    rows = [
-        [
-            "parsers fuzzed (hypothesis)",
-            f"{sum(r['cases'] for r in parsers.values())} cases over {len(parsers)} parsers",
-            f"{sum(1 for r in parsers.values() if r['crash'])} crashes",
-        ],
-        [
-            "HTTP fuzzed (schemathesis)",
-            f"{http['cases']} requests over {len(http['operations'])} operations",
-            f"{len(http['server_errors'])} 5xx, {len(http['transport_errors'])} dropped",
-        ],
-        [
-            "crash safety (SIGKILL of the matcher's group)",
-            f"{crash['acknowledged']} acknowledged over {crash['rounds']} kills "
-            f"({sum(crash['in_flight_at_kill'])} in flight at the kills)",
-            f"{crash['recovered']} recovered, {len(crash['missing'])} missing, {len(crash['corrupt'])} corrupt",
-        ],
+def parsers_row(parsers: dict[str, Any]) -> list[str]:
+    return [
+        "parsers fuzzed (hypothesis)",
+        f"{sum(r['cases'] for r in parsers.values())} cases over {len(parsers)} parsers",
+        f"{sum(1 for r in parsers.values() if r['crash'])} crashes",
     ]
-    for key, label in (
-        ("authority_outage", "authority killed, restarted on its port"),
-        ("authority_freeze", "authority frozen (SIGSTOP), thawed"),
-        ("database_outage", "matcher's PostgreSQL stopped, started"),
-    ):
-        result = report[key]
-        if "skipped" in result:
-            rows.append([label, "skipped", result["skipped"]])
-            continue
-        rows.append(
-            [
-                label,
-                f"{result['during']['requests']} refused with 503 (max {result['max_503_s']} s); /readyz not ready "
-                f"after {result['not_ready_after_s']} s",
-                f"resumed {result['resumed_after_s']} s after recovery; errors before/after: "
-                f"{result['before']['not_ok']}/{result['after']['not_ok']}",
-            ]
-        )
-    for name, result in report["restart"].items():
-        rows.append(
-            [
-                f"SIGTERM {name} under load",
-                f"exit {result['exit_status']} in {result['stop_s']} s, {result['processes_left']} processes left",
-                f"port rebound at once: {'yes' if result['port_rebound_at_once'] else 'NO'}; "
-                f"ready again in {result['restart_ready_s']} s",
-            ]
-        )
+
+
+def http_row(http: dict[str, Any]) -> list[str]:
+    return [
+        "HTTP fuzzed (schemathesis)",
+        f"{http['cases']} requests over {len(http['operations'])} operations",
+        f"{len(http['server_errors'])} 5xx, {len(http['transport_errors'])} dropped connections, "
+        f"{len(http['nonconforming'])} answers not as documented",
+    ]
+
+
+def crash_row(crash: dict[str, Any]) -> list[str]:
+    return [
+        "crash safety (SIGKILL of the matcher's group)",
+        f"{crash['acknowledged']} enrolments acknowledged over {crash['rounds']} kills "
+        f"({sum(crash['in_flight_at_kill'])} in flight at the kills)",
+        f"{crash['recovered']} present and verifying, {len(crash['missing'])} missing, "
+        f"{len(crash['corrupt'])} corrupt rows; {crash['unacknowledged_but_stored']} unacknowledged but complete",
+    ]
+
+
+def outage_row(label: str, result: dict[str, Any]) -> list[str]:
+    if "skipped" in result:
+        return [label, "skipped", result["skipped"]]
+    return [
+        label,
+        f"{result['during']['requests']} answered 503 {result['expected_problem']} (slowest {result['max_503_s']} s); "
+        f"/readyz not ready after {result['not_ready_after_s']} s",
+        f"served again {result['resumed_after_s']} s after recovery; errors before/after: "
+        f"{result['before']['not_ok']}/{result['after']['not_ok']}",
+    ]
+
+
+def restart_rows(results: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            f"SIGTERM {name} under load",
+            f"exit {result['exit_status']} in {result['stop_s']} s; outlived it: "
+            f"{', '.join(result['outlived_it']) or 'nothing'}; group empty after {result['group_empty_after_s']} s",
+            f"port bound again at once: {'yes' if result['port_rebound_at_once'] else 'NO'}; "
+            f"ready again in {result['restart_ready_s']} s",
+        ]
+        for name, result in results.items()
+    ]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = [parsers_row(report["fuzz_parsers"]), http_row(report["fuzz_http"]), crash_row(report["crash"])]
+    rows += [
+        outage_row("authority killed, restarted on its port", report["authority_outage"]),
+        outage_row("authority frozen (SIGSTOP), thawed", report["authority_freeze"]),
+        outage_row("matcher's PostgreSQL stopped, started", report["database_outage"]),
+    ]
+    rows += restart_rows(report["restart"])
     lines = [
         f"Reliability on {report['machine']['cores']} cores ({report['machine']['cpu'] or 'unknown CPU'}), "
         f"preset {report['preset']}.",
@@ -598,11 +608,17 @@ def crash_run(*, enrolments: int, rounds: int, clients: int, database: str, prog
     return {"benchmark": "crash", "machine": machine(), "database": database, **result}
 
 
+def write_json(path: Path | None, report: dict[str, Any]) -> None:
+    """Written before the summary is rendered, so that a long run's figures are never lost to it."""
+    if path is not None:
+        path.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--crash-only", action="store_true", help="run only the crash-safety benchmark")
-    parser.add_argument("--parser-examples", type=int, default=2000, help="hypothesis examples per parser")
-    parser.add_argument("--http-examples", type=int, default=300, help="schemathesis examples per operation")
+    parser.add_argument("--parser-examples", type=int, default=5000, help="hypothesis examples per parser")
+    parser.add_argument("--http-examples", type=int, default=1000, help="schemathesis examples per operation")
     parser.add_argument("--enrolments", type=int, default=1000, help="acknowledged enrolments in the crash test")
     parser.add_argument("--rounds", type=int, default=5, help="SIGKILLs of the matcher in the crash test")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
@@ -625,12 +641,9 @@ def main(argv: list[str] | None = None) -> int:
                 progress=progress,
             )
             failures = [*report["missing"], *report["corrupt"], *report["failed_verifications"]]
-            output = (
-                f"Crash safety ({args.database}): {report['acknowledged']} enrolments acknowledged over "
-                f"{report['rounds']} SIGKILLs of the matcher's process group ({sum(report['in_flight_at_kill'])} "
-                f"in flight at the kills); {report['recovered']} present and verifying after restart, "
-                f"{len(report['missing'])} missing, {len(report['corrupt'])} corrupt rows, "
-                f"{report['unacknowledged_but_stored']} unacknowledged but complete.\n"
+            write_json(args.json, report)
+            output = f"Crash safety, the matcher on {args.database}.\n\n" + markdown_table(
+                ["check", "ran", "result"], [crash_row(report)]
             )
         else:
             report = run(
@@ -642,12 +655,11 @@ def main(argv: list[str] | None = None) -> int:
                 progress=progress,
             )
             failures = report["problems"]
+            write_json(args.json, report)
             output = markdown(report)
     except (vc.VeilfaceError, PostgresUnavailableError) as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return 3
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
     sys.stdout.write(output)
     return 1 if failures else 0
 

@@ -19,6 +19,7 @@ import server_fixtures as sf
 import veilface.crypto as vc
 from veilface.bench._faults import deployment, template_pool
 from veilface.bench._fuzz import fuzz_http
+from veilface.bench.reliability import http_row
 
 pytestmark = pytest.mark.e2e
 keyset = sf.keyset
@@ -41,3 +42,4 @@ def test_no_request_gets_a_server_error(keyset: vc.KeySet, tmp_path: Path) -> No
     assert "200" in statuses["matcher POST /v1/subjects/{subject_id}/verify"]
     assert "200" in statuses["authority POST /v1/decisions"]
     assert not any('"level": "error"' in log for log in logs)
+    assert http_row(report)[2] == "0 5xx, 0 dropped connections, 0 answers not as documented"

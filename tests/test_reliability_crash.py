@@ -12,20 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reliability_fixtures as rf
 import server_fixtures as sf
 
 import veilface.crypto as vc
 from veilface.bench._faults import deployment, template_pool
-from veilface.bench.reliability import crash_safety
+from veilface.bench.reliability import crash_row, crash_safety
 
 pytestmark = pytest.mark.e2e
-keyset, postgres_url = sf.keyset, sf.postgres_url
+keyset, private_postgres = sf.keyset, rf.private_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def matcher_database(request: pytest.FixtureRequest) -> str | None:
-    """None: the matcher's default SQLite file; else the shared test PostgreSQL database (emptied)."""
-    return None if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
+    """None: the matcher's default SQLite file; else a private PostgreSQL cluster's URL."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("private_postgres").url)
 
 
 def test_acknowledged_enrolments_survive_sigkill(
@@ -40,3 +41,4 @@ def test_acknowledged_enrolments_survive_sigkill(
     assert report["missing"] == [] and report["corrupt"] == [] and report["failed_verifications"] == []
     # The kills really caught enrolments in flight.
     assert all(in_flight > 0 for in_flight in report["in_flight_at_kill"])
+    assert "0 missing, 0 corrupt rows" in crash_row(report)[2]

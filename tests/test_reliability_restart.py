@@ -12,7 +12,7 @@ import server_fixtures as sf
 
 import veilface.crypto as vc
 from veilface.bench._faults import deployment, template_pool, verification_work
-from veilface.bench.reliability import restart_check, restart_problems
+from veilface.bench.reliability import restart_check, restart_problems, restart_rows
 
 pytestmark = pytest.mark.e2e
 keyset = sf.keyset
@@ -26,3 +26,4 @@ def test_sigterm_under_load_leaves_nothing_behind(keyset: vc.KeySet, tmp_path: P
     assert restart_problems(report) == []
     assert report["matcher"]["processes_before"].count("worker") == 2
     assert report["authority"]["processes_before"].count("worker") == 1
+    assert all("port bound again at once: yes" in row[2] for row in restart_rows(report))
