@@ -262,7 +262,9 @@ class Client:
 
 
 def _quoted(subject_id: str) -> str:
-    return urllib.parse.quote(subject_id, safe="")
+    quoted = urllib.parse.quote(subject_id, safe="")
+    # "." and ".." are valid subject ids, but as literal path segments HTTP clients resolve them away.
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def _problem(response: httpx.Response) -> ServiceError:
