@@ -29,7 +29,7 @@ from ._protocol import (
     outcome_from_values,
     prepare_embedding,
 )
-from ._seal_io import SealFiles, check_ciphertext_layout, ciphertext_polys, ciphertext_size, plaintext_values
+from ._seal_io import SealFiles, check_ciphertext_layout, ciphertext_polys, ciphertext_size
 
 SCHEME = "ckks"
 
@@ -252,10 +252,11 @@ class CkksAuthorityCipher(_CkksBase):
     def __init__(self, bundle: KeyBundle) -> None:
         super().__init__(bundle, Role.SECRET)
         self._product_scale = self._scale * self._scale
-        saved = self._files.uncompressed(self._files.save(self.context.secret_key().data))
-        # The secret key lives at the key level (data primes, then the special prime), in NTT form.
-        key = plaintext_values(saved).reshape(-1, self._n)[: len(self._primes)]
-        self._key = [Weights(key[i]) for i in range(len(self._primes))]
+        # The secret key lives at the key level (data primes first, then the special prime), in NTT form. It is
+        # read value by value (a few ms, once) so that it never passes through a file, even one in memory.
+        secret = self.context.secret_key().data.data()
+        key = np.array([secret.data(i) for i in range(self._n * len(self._primes))], dtype=np.uint64)
+        self._key = [Weights(part) for part in key.reshape(len(self._primes), self._n)]
         self._n_inverse = [pow(self._n, -1, q) for q in self._primes]
         self._modulus = math.prod(self._primes)
 

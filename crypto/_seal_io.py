@@ -177,7 +177,6 @@ def _unlink(path: str) -> None:
 
 
 _CT_DATA_OFFSET = SEAL_HEADER_SIZE + _CT_MEMBERS.size + SEAL_HEADER_SIZE + _DYN_SIZE.size
-_PT_DATA_OFFSET = SEAL_HEADER_SIZE + _PT_MEMBERS.size + SEAL_HEADER_SIZE + _DYN_SIZE.size
 
 
 def ciphertext_polys(data: bytes, poly_modulus_degree: int, rns_primes: int) -> np.ndarray:
@@ -185,9 +184,3 @@ def ciphertext_polys(data: bytes, poly_modulus_degree: int, rns_primes: int) -> 
     count = 2 * rns_primes * poly_modulus_degree
     values = np.frombuffer(data, dtype="<u8", count=count, offset=_CT_DATA_OFFSET)
     return values.reshape(2, rns_primes, poly_modulus_degree)
-
-
-def plaintext_values(saved_uncompressed: bytes) -> np.ndarray:
-    """The data of an uncompressed SEAL plaintext (a SecretKey saves as its plaintext)."""
-    (count,) = _DYN_SIZE.unpack_from(saved_uncompressed, _PT_DATA_OFFSET - _DYN_SIZE.size)
-    return np.frombuffer(saved_uncompressed, dtype="<u8", count=count, offset=_PT_DATA_OFFSET).copy()
