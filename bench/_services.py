@@ -223,7 +223,7 @@ def _system_busy_s() -> float:
     return (sum(values) - values[3] - values[4]) / _CLOCK_TICKS
 
 
-def _tree_cpu_s(pid: int) -> float:
+def tree_cpu_s(pid: int) -> float:
     """CPU seconds used by a process and its live descendants (utime + stime, /proc/<pid>/stat)."""
     total = 0
     pending = [pid]
@@ -251,11 +251,11 @@ class OtherLoad:
         self.cpu_s = self.elapsed_s = 0.0
 
     def __enter__(self) -> OtherLoad:
-        self._busy, self._mine, self._wall = _system_busy_s(), _tree_cpu_s(os.getpid()), time.perf_counter()
+        self._busy, self._mine, self._wall = _system_busy_s(), tree_cpu_s(os.getpid()), time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        busy, mine = _system_busy_s() - self._busy, _tree_cpu_s(os.getpid()) - self._mine
+        busy, mine = _system_busy_s() - self._busy, tree_cpu_s(os.getpid()) - self._mine
         self.cpu_s += max(0.0, busy - mine)
         self.elapsed_s += time.perf_counter() - self._wall
 

@@ -27,8 +27,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,10 @@ from veilface.bench._services import (
     matcher_stage_means,
     process_tree_rss_mb,
     stderr_progress,
+    tree_cpu_s,
 )
 from veilface.bench._stats import machine, markdown_table, percentiles
+from veilface.server.launch import RunningServices
 from veilface.server.settings import DEFAULT_THRESHOLDS
 
 MODEL_ID = "dlib-resnet-v1-128"
@@ -149,6 +152,30 @@ def drive(url: str, token: str, requests: list[Request], *, clients: int, second
     return Segment(samples, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
+@dataclass
+class Measured:
+    """One deployment's segments, and the CPU its services and everything else used meanwhile."""
+
+    segments: list[Segment] = field(default_factory=list)
+    other_load: OtherLoad = field(default_factory=OtherLoad)
+    service_cpu_s: dict[str, float] = field(default_factory=lambda: {"matcher": 0.0, "authority": 0.0})
+
+    @contextmanager
+    def watching(self, services: RunningServices) -> Iterator[None]:
+        pids = {"matcher": services.matcher.pid, "authority": services.authority.pid}
+        before = {part: tree_cpu_s(pid) for part, pid in pids.items()}
+        with self.other_load:
+            yield
+        for part, pid in pids.items():
+            self.service_cpu_s[part] += tree_cpu_s(pid) - before[part]
+
+    def cpu_per_verification(self) -> dict[str, float]:
+        """CPU milliseconds per answered verification: matcher (with its workers), authority, load generator."""
+        answered = sum(sample.status == 200 for segment in self.segments for sample in segment.samples)
+        spent = {**self.service_cpu_s, "load_generator": sum(segment.generator_cpu_s for segment in self.segments)}
+        return {part: round(1000.0 * seconds / answered, 3) if answered else 0.0 for part, seconds in spent.items()}
+
+
 def quantiles(samples: dict[str, list[Sample]]) -> dict[str, list[float]]:
     """Answered requests' latency at every percent (and 99.9), enough to draw the distribution."""
     levels = [*range(101), 99.9]
@@ -232,15 +259,16 @@ def run(
                 if on_progress is not None:
                     on_progress(f"warm-up {name}", WARMUP_S)
                 drive(pipeline.services.matcher_url, deployed.token, work[name], clients=clients, seconds=WARMUP_S)
-            segments: dict[str, list[Segment]] = {name: [] for name in deployed.pipelines}
-            other_load = {name: OtherLoad() for name in deployed.pipelines}
+            measured = {name: Measured() for name in deployed.pipelines}
             for name in SEGMENTS:
                 if on_progress is not None:
                     on_progress(name, seconds / 2)
-                url = deployed.pipelines[name].services.matcher_url
-                with other_load[name]:
-                    segment = drive(url, deployed.token, work[name], clients=clients, seconds=seconds / 2)
-                segments[name].append(segment)
+                pipeline = deployed.pipelines[name]
+                with measured[name].watching(pipeline.services):
+                    segment = drive(
+                        pipeline.services.matcher_url, deployed.token, work[name], clients=clients, seconds=seconds / 2
+                    )
+                measured[name].segments.append(segment)
             pipelines = deployed.pipelines
             rss_end = {name: process_tree_rss_mb(p.services.matcher.pid) for name, p in pipelines.items()}
             stage_ms = {
@@ -252,7 +280,7 @@ def run(
                 on_progress("worker start-up", 0.0)
             worker_start = measure_worker_start(pipelines["encrypted"].services.data_dir / "matcher" / "keys")
 
-    encrypted, plaintext = summary(segments["encrypted"]), summary(segments["plaintext"])
+    encrypted, plaintext = summary(measured["encrypted"].segments), summary(measured["plaintext"].segments)
     report: dict[str, Any] = {
         "benchmark": "load",
         "machine": machine(),
@@ -269,11 +297,15 @@ def run(
         "plaintext_matcher_rss_mb": {"start": rss_start["plaintext"], "end": rss_end["plaintext"]},
         "authority_rss_mb_end": authority_rss,
         "matcher_stage_mean_ms": stage_ms,
-        "other_load_cores": {name: load.cores for name, load in other_load.items()},
+        "other_load_cores": {name: part.other_load.cores for name, part in measured.items()},
+        "cpu_ms_per_verification": {name: part.cpu_per_verification() for name, part in measured.items()},
         "services_ready_s": ready_s,
         "worker_start_s": worker_start,
         "latency_quantiles_ms": quantiles(
-            {name: [sample for segment in values for sample in segment.samples] for name, values in segments.items()}
+            {
+                name: [sample for segment in part.segments for sample in segment.samples]
+                for name, part in measured.items()
+            }
         ),
     }
     report["issue_7_targets"] = targets(report)
@@ -358,6 +390,12 @@ def markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{name} {share:.2f}" for name, share in report["generator_cpu_share"].items())
         + "; throughput per segment: "
         + ", ".join(f"{name} {rps}" for name, rps in report["segments_rps"].items())
+        + ".",
+        "CPU ms per verification: "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{part} {ms:.2f}" for part, ms in report["cpu_ms_per_verification"][name].items())
+            for name in ("encrypted", "plaintext")
+        )
         + ".",
         "Other processes on this machine used "
         + ", ".join(f"{cores:.2f} cores in the {name} segments" for name, cores in report["other_load_cores"].items())

@@ -26,6 +26,7 @@ def test_bench_latency_tiny(tmp_path: Path) -> None:
     assert report["model_id"] == "dlib-resnet-v1-128"
     stages = report["stages_ms"]
     assert {"decode_detect", "embed", "encrypt", "serialise", "round_trip", "match", "decide", "total"} <= set(stages)
+    assert {"refill", "match_unstocked"} <= set(stages) and "refill" not in report["plaintext_stages_ms"]
     for stage in stages.values():
         assert set(stage) == P50_P95 and stage["p50"] > 0
     assert set(report["plaintext_total_ms"]) == set(report["encrypted_total_ms"]) == P50_P95

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from veilface.bench._services import OtherLoad, _tree_cpu_s, process_tree_rss_mb
+from veilface.bench._services import OtherLoad, process_tree_rss_mb, tree_cpu_s
 from veilface.bench.load import Sample, Segment, _bit_is, summary
 from veilface.client.cli import app
 
@@ -38,6 +38,9 @@ def test_bench_load_tiny(tmp_path: Path) -> None:
     assert report["matcher_rss_mb"]["end"]["total"] > 0
     assert report["worker_start_s"]["p50"] > 0
     assert report["matcher_stage_mean_ms"]["encrypted"]["compare"] > 0
+    # The encrypted matcher spends CPU on homomorphic work the stand-in does not do.
+    cpu = report["cpu_ms_per_verification"]
+    assert cpu["encrypted"]["matcher"] > cpu["plaintext"]["matcher"] > 0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| encrypted |" in result.stdout
 
@@ -74,11 +77,11 @@ def test_an_unreadable_answer_counts_as_a_wrong_bit() -> None:
 
 def test_this_process_own_cpu_is_counted_as_the_benchmark_s() -> None:
     # OtherLoad subtracts the CPU of this process tree from the machine's busy time; that CPU must be seen.
-    before = _tree_cpu_s(os.getpid())
+    before = tree_cpu_s(os.getpid())
     until = time.process_time() + 0.5
     while time.process_time() < until:
         pass
-    assert _tree_cpu_s(os.getpid()) - before >= 0.45
+    assert tree_cpu_s(os.getpid()) - before >= 0.45
     with OtherLoad() as other:
         time.sleep(0.2)
     assert other.elapsed_s >= 0.2 and other.cores >= 0.0
