@@ -2,8 +2,9 @@
 
 TenSEAL holds the GIL and its objects do not pickle, so each worker process receives the bundle bytes
 once (the pool initializer), builds its cipher, and then exchanges only bytes with the service. Workers
-ignore SIGINT/SIGTERM (the service shuts the pool down in order) and exit on their own when their parent
-disappears, so no worker outlives the service. Tests and benchmarks may run a cipher inline instead.
+ignore SIGINT/SIGTERM (the service shuts the pool down in order), exit on their own when their parent
+disappears, so no worker outlives the service, and run at a lower CPU priority than the service itself.
+Tests and benchmarks may run a cipher inline instead.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ log = logging.getLogger("veilface.server.workers")
 
 _worker_cipher: Any = None
 PARENT_POLL_SECONDS = 0.5
+# Workers yield the CPU to their service's event loop: when the homomorphic work saturates the cores, a
+# starved loop's own delay counted against the 2 s authority deadline (503 though the authority had answered).
+WORKER_NICENESS = 10
 
 
 def exit_with_parent(parent_pid: int, on_orphaned: Callable[[], None]) -> None:
@@ -43,6 +47,7 @@ def _initialise(build: Callable[[], Any], parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exit_with_parent(parent_pid, lambda: os._exit(0))
+    os.nice(WORKER_NICENESS)
     global _worker_cipher
     _worker_cipher = build()
     # Ciphers that can precompute their per-request randomness do it now, before the first request.
