@@ -132,13 +132,16 @@ def reliability(
     enrolments: Enrolments = 1000,
     rounds: Kills = 5,
     clients: Clients = 8,
+    load_clients: Annotated[int, typer.Option(min=1, help="Concurrent clients in the steady load.")] = 50,
+    load_seconds: Annotated[float, typer.Option(min=1, help="Seconds of steady load after warm-up.")] = 60.0,
     json_path: JsonPath = None,
 ) -> None:
-    """Fuzzing, crash safety, authority and database outages, SIGTERM restarts; exit 1 if any falls short."""
+    """Fuzzing, crash safety, outages, SIGTERM restarts, memory under load; exit 1 if any falls short."""
     from veilface.bench import reliability as bench_reliability
 
     argv = ["--parser-examples", str(parser_examples), "--http-examples", str(http_examples)]
     argv += ["--enrolments", str(enrolments), "--rounds", str(rounds), "--clients", str(clients)]
+    argv += ["--load-clients", str(load_clients), "--load-seconds", repr(load_seconds)]
     raise typer.Exit(bench_reliability.main(argv + _outputs(json_path, None)))
 
 
