@@ -1,7 +1,7 @@
 """The matcher-to-authority wire format.
 
 ``POST /v1/decisions`` carries the blinded envelope as the raw body (``application/octet-stream``, about
-197 KB for a verification) and its metadata in headers; the answer is a small JSON object.
+98 KB for a verification) and its metadata in headers; the answer is a small JSON object.
 
     Authorization: Bearer <VEILFACE_AUTHORITY_TOKEN>
     X-Request-Id:    fresh per request, 16-64 of [A-Za-z0-9_-]; a repeat is refused (409)
