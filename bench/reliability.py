@@ -719,9 +719,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             failures = [*report["missing"], *report["corrupt"], *report["failed_verifications"]]
             write_json(args.json, report)
-            output = f"Crash safety, the matcher on {args.database}.\n\n" + markdown_table(
-                ["check", "ran", "result"], [crash_row(report)]
-            )
+            table = markdown_table(["check", "ran", "result"], [crash_row(report)])
+            output = f"Crash safety, the matcher on {args.database}.\n\n{table}\n"
         else:
             report = run(
                 parser_examples=args.parser_examples,
