@@ -13,8 +13,10 @@ import numpy as np
 from ._errors import InvalidCiphertextError, InvalidEmbeddingError
 from ._presets import MAX_BLINDING_BITS
 
-# A probe or template must have 1 - eps <= |x|^2 <= 1 + eps. Scaling by 1.2 gives 1.44; CKKS error is ~1e-5.
-NORM_TOLERANCE = 0.01
+# A probe or template must have 1 - eps <= |x|^2 <= 1 + eps. Scaling by 1.2 gives 1.44, by 1.02 gives 1.04.
+# The check's own error (std 2e-4 to 1e-3, up to 8.7e-3 for embeddings dominated by one component, measured
+# over 200-1,000 probes) must stay well inside eps, so eps = 0.02: a probe scaled by up to 1.01 passes.
+NORM_TOLERANCE = 0.02
 # The norm check compares c |p|^2 with c (1 +- eps): the matcher scales the probe by the integer c before
 # conjugating it, so the conjugation's key-switching noise (q/P = 2^11 at N=4096) shrinks c times relative
 # to the value (std of |p|^2 at c = 64: 1.8e-4 at 512-D, 1.0e-3 at 128-D, over 300 and 1,000 probes). Values live

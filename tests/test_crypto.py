@@ -71,7 +71,7 @@ def test_scores_match_numpy(keyset: vc.KeySet, dim: int) -> None:
         # values[0] = c (|p|^2 - (1 - eps)), so |p|^2 - 1 = values[0] / c - eps
         norm_errors.append(abs(values[0] / _protocol.NORM_GAIN - vc.NORM_TOLERANCE))
     assert max(errors) < TOLERANCE[preset], max(errors)
-    # the norm check's error (conjugation noise, std 1e-3 at 128-D) must stay inside the tolerance eps = 0.01
+    # the norm check's error (conjugation noise, std 1e-3 at 128-D) must stay inside the tolerance eps
     assert max(norm_errors) < vc.NORM_TOLERANCE / 2, max(norm_errors)
 
 
