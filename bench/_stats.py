@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,3 +71,20 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def emit(
+    report: dict[str, Any],
+    *,
+    json_path: Path | None,
+    plot_path: Path | None,
+    plot: Callable[[dict[str, Any], Path], None],
+    markdown: Callable[[dict[str, Any]], str],
+) -> int:
+    """Write a benchmark's JSON and PNG where asked, and its markdown table alone on standard output."""
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    if plot_path:
+        plot(report, plot_path)
+    sys.stdout.write(markdown(report))
+    return 0

@@ -22,7 +22,6 @@ pipeline and the largest score difference; a DET curve of both pipelines in ``--
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -33,7 +32,7 @@ import numpy as np
 
 import veilface.crypto as vc
 from veilface.bench._services import deployment, stderr_progress
-from veilface.bench._stats import machine, markdown_table
+from veilface.bench._stats import emit, machine, markdown_table
 from veilface.client.calibration import Pair, eer, error_rates, fnmr_at_fmr, read_pairs, threshold_at_fmr
 from veilface.client.faces import BACKENDS, embed_single, load_embedder
 
@@ -315,12 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     except vc.VeilfaceError as exc:
         sys.stderr.write(f"Error: {exc.message}\n")
         return 3
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if args.plot:
-        plot(report, args.plot)
-    sys.stdout.write(markdown(report))
-    return 0
+    return emit(report, json_path=args.json, plot_path=args.plot, plot=plot, markdown=markdown)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ In the same rounds, in this process (no HTTP, IPC or database):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ from veilface.bench._services import (
     matcher_stage_means,
     stderr_progress,
 )
-from veilface.bench._stats import machine, markdown_table, percentiles, timed
+from veilface.bench._stats import emit, machine, markdown_table, percentiles, timed
 from veilface.bench.crypto import _TensealDot
 from veilface.client.faces import BACKENDS, StagedFaceEmbedder, embed_single, load_embedder
 from veilface.client.samples import sample_images
@@ -473,12 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     except vc.VeilfaceError as exc:
         sys.stderr.write(f"Error: {exc.message}\n")
         return 3
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if args.plot:
-        plot(report, args.plot)
-    sys.stdout.write(markdown(report))
-    return 0
+    return emit(report, json_path=args.json, plot_path=args.plot, plot=plot, markdown=markdown)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from veilface.bench._services import (
     stderr_progress,
     tree_cpu_s,
 )
-from veilface.bench._stats import machine, markdown_table, percentiles
+from veilface.bench._stats import emit, machine, markdown_table, percentiles
 from veilface.server.launch import RunningServices
 from veilface.server.settings import DEFAULT_THRESHOLDS
 
@@ -464,12 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     except vc.VeilfaceError as exc:
         sys.stderr.write(f"Error: {exc.message}\n")
         return 3
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if args.plot:
-        plot(report, args.plot)
-    sys.stdout.write(markdown(report))
-    return 0
+    return emit(report, json_path=args.json, plot_path=args.plot, plot=plot, markdown=markdown)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from security_helpers import database_values
 from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, auth, near, octets, unit, unnormalised_ckks
-from sqlalchemy import MetaData, create_engine, select
 
 import veilface.crypto as vc
 from veilface.server.keystore import read_bundle, read_public_description, read_verify_key
@@ -79,21 +79,6 @@ def port_is_free(url: str) -> bool:
         except OSError:
             return False
     return True
-
-
-def database_rows(url: str) -> bytes:
-    """Every value of every veilface table, as bytes, so a scan covers rows on any backend."""
-    engine = create_engine(url)
-    metadata = MetaData()
-    metadata.reflect(engine)
-    values: list[bytes] = []
-    with engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            if table.name.startswith("vf_"):
-                for row in conn.execute(select(table)):
-                    values += [v if isinstance(v, bytes) else str(v).encode() for v in row]
-    engine.dispose()
-    return b"\n".join(values)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -184,7 +169,7 @@ def test_end_to_end_on_real_processes(
     assert sorted(p.name for p in (data / "matcher" / "keys").iterdir()) == ["evaluation", "public"]
     assert sf.files_holding(data / "matcher", markers) == []
     assert sf.files_holding(data / "matcher.log", markers) == []
-    rows = database_rows(matcher_database)
+    rows = database_values(matcher_database)
     assert b"bob" in rows and not any(marker in rows for marker in markers)
 
 
