@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from typing import Any
 
+from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -78,3 +81,17 @@ class ObserveRequests:
                 "request",
                 extra={"method": method, "route": route, "status": status, "ms": round(elapsed * 1000, 2)},
             )
+
+
+def assemble_app(
+    title: str, lifespan: Any, routers: Iterable[APIRouter], *, metrics: Metrics, logger: logging.Logger
+) -> FastAPI:
+    """A service's FastAPI app: no public docs, problem+json errors, its routers, request metrics and logs."""
+    from veilface.server.problems import install_problem_handlers
+
+    app = FastAPI(title=title, version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    install_problem_handlers(app)
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(ObserveRequests, metrics=metrics, logger=logger)
+    return app

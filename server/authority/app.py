@@ -15,8 +15,7 @@ from veilface.server.authority.engine import AuthorityEngine
 from veilface.server.authority.ledger import Budgets, DecisionLedger, open_ledger_database
 from veilface.server.authority.state import AuthorityState
 from veilface.server.keystore import load_authority_keys
-from veilface.server.metrics import Metrics, ObserveRequests
-from veilface.server.problems import install_problem_handlers
+from veilface.server.metrics import Metrics, assemble_app
 from veilface.server.settings import AuthoritySettings
 
 log = logging.getLogger("veilface.authority")
@@ -76,16 +75,11 @@ def create_authority_app(settings: AuthoritySettings, *, engine: AuthorityEngine
             ledger.database.dispose()
             log.info("authority stopped")
 
-    app = FastAPI(
-        title="veilface authority",
-        version="1",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
+    routers = [module.router for module in (routes_health, routes_keys, routes_decisions, routes_metrics)]
+    return assemble_app(
+        "veilface authority",
+        lifespan,
+        routers,
+        metrics=metrics,
+        logger=log,
     )
-    install_problem_handlers(app)
-    for module in (routes_health, routes_keys, routes_decisions, routes_metrics):
-        app.include_router(module.router)
-    app.add_middleware(ObserveRequests, metrics=metrics, logger=log)
-    return app

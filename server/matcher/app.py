@@ -21,8 +21,7 @@ from veilface.server.matcher.engine import MatcherEngine
 from veilface.server.matcher.pseudonym import Pseudonymiser, load_or_create_key
 from veilface.server.matcher.state import MatcherState
 from veilface.server.matcher.store import TemplateStore, open_template_database
-from veilface.server.metrics import Metrics, ObserveRequests
-from veilface.server.problems import install_problem_handlers
+from veilface.server.metrics import Metrics, assemble_app
 from veilface.server.settings import MatcherSettings
 
 log = logging.getLogger("veilface.matcher")
@@ -117,16 +116,11 @@ def create_matcher_app(
             store.database.dispose()
             log.info("matcher stopped")
 
-    app = FastAPI(
-        title="veilface matcher",
-        version="1",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
+    routers = [module.router for module in (routes_health, routes_keys, routes_subjects, routes_metrics)]
+    return assemble_app(
+        "veilface matcher",
+        lifespan,
+        routers,
+        metrics=metrics,
+        logger=log,
     )
-    install_problem_handlers(app)
-    for module in (routes_health, routes_keys, routes_subjects, routes_metrics):
-        app.include_router(module.router)
-    app.add_middleware(ObserveRequests, metrics=metrics, logger=log)
-    return app
