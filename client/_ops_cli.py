@@ -50,9 +50,15 @@ def _error(message: str, code: int) -> typer.Exit:
 
 @contextmanager
 def _client(
-    server: str, token: str, authority_key: Path | None, backend: str = "dlib", model: Path | None = None
+    server: str,
+    token: str,
+    authority_key: Path | None,
+    backend: str = "dlib",
+    model: Path | None = None,
+    *,
+    encrypts: bool = True,
 ) -> Iterator[Client]:
-    if authority_key is None:
+    if authority_key is None and encrypts:
         raise _error(
             "no authority key: pass --authority-key FILE (or set VEILFACE_AUTHORITY_KEY) with the authority's "
             "signing.pub; veilface refuses to encrypt a face under a key it cannot check",
@@ -122,7 +128,7 @@ def delete(
     authority_key: AuthorityKeyOption = None,
 ) -> None:
     """Erase SUBJECT's template (admin scope); nothing else identifies the face."""
-    with _client(server, token, authority_key) as client:
+    with _client(server, token, authority_key, encrypts=False) as client:
         client.delete(subject)
     typer.echo(f"deleted {subject}")
 

@@ -82,6 +82,10 @@ def load_authority_key(source: VerifyKey | str | Path | bytes) -> VerifyKey:
         return VerifyKey.from_pem(path.read_bytes())
     except FileNotFoundError:
         raise VeilfaceError(f"authority key {path} does not exist; pass the authority's signing.pub") from None
+    except OSError as exc:
+        raise VeilfaceError(
+            f"cannot read authority key {path} ({exc.strerror}); pass the authority's signing.pub"
+        ) from None
 
 
 class Client:
@@ -92,28 +96,37 @@ class Client:
         server: str = DEFAULT_SERVER,
         *,
         token: str,
-        authority_key: VerifyKey | str | Path | bytes,
+        authority_key: VerifyKey | str | Path | bytes | None,
         backend: str = "dlib",
         model_path: str | Path | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         verify_tls: bool | str | Path = True,
     ) -> None:
-        self._authority_key = load_authority_key(authority_key)
+        # Only deleting and reading metadata work without the authority's key: nothing is encrypted or trusted.
+        self._authority_key = None if authority_key is None else load_authority_key(authority_key)
         self._backend = backend
         self._model_path = model_path
         # A path is a CA bundle (e.g. the matcher's self-signed certificate); True trusts the system's CAs, or
         # the file named by SSL_CERT_FILE.
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(verify_tls)) if isinstance(verify_tls, (str, Path)) else verify_tls
-        )
-        self._http = httpx.Client(
-            base_url=server.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-            transport=transport,
-            verify=verify,
-        )
+        verify: ssl.SSLContext | bool = verify_tls if isinstance(verify_tls, bool) else True
+        try:
+            if not isinstance(verify_tls, bool):
+                verify = ssl.create_default_context(cafile=str(verify_tls))
+        except (OSError, ssl.SSLError) as exc:
+            raise VeilfaceError(f"cannot use {verify_tls} as the matcher's CA certificate: {exc.strerror}") from None
+        try:
+            self._http = httpx.Client(
+                base_url=server.rstrip("/"),
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=timeout,
+                transport=transport,
+                verify=verify,
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise VeilfaceError(f"matcher URL {server!r} is not a valid http(s) URL: {exc}") from None
+        if self._http.base_url.scheme not in ("http", "https") or not self._http.base_url.host:
+            raise VeilfaceError(f"matcher URL {server!r} is not a valid http(s) URL")
         self._deployment: Deployment | None = None
         self._cipher: ClientCipher | None = None
 
@@ -128,6 +141,14 @@ class Client:
 
     # -- trust ---------------------------------------------------------------------------------------------
 
+    def _trusted_key(self) -> VerifyKey:
+        if self._authority_key is None:
+            raise VeilfaceError(
+                "no authority key: pass the authority's signing.pub; veilface refuses to encrypt a face under a "
+                "key it cannot check"
+            )
+        return self._authority_key
+
     def deployment(self) -> Deployment:
         """Fetch and verify the public key bundle (once per client)."""
         if self._deployment is None:
@@ -139,7 +160,7 @@ class Client:
             except (KeyError, TypeError, binascii.Error, ValueError):
                 raise SignatureError("the matcher's public key response is malformed") from None
             bundle = KeyBundle(Role.PUBLIC, description.preset, description.key_id, bundle_bytes)
-            verify_public_bundle(bundle, description, signature, self._authority_key)
+            verify_public_bundle(bundle, description, signature, self._trusted_key())
             self._deployment = Deployment(
                 key_id=description.key_id,
                 preset=description.preset,
@@ -216,7 +237,7 @@ class Client:
         record = DecisionRecord.from_dict(self._json(response))
         verify_decision(
             record,
-            self._authority_key,
+            self._trusted_key(),
             client_nonce=nonce,
             probe_sha256=probe_digest(probe),
             key_id=self.deployment().key_id,

@@ -55,13 +55,13 @@ def keys_init(
     json_out: Annotated[bool, typer.Option("--json", help="Print key_id and fingerprint as JSON.")] = False,
 ) -> None:
     """Generate CKKS keys and the authority's Ed25519 signing key; print the signing key's fingerprint."""
-    from veilface.server.keystore import write_keyset
+    from veilface.server.keystore import KeysExistError, write_keyset
 
     try:
         keyset = key_ceremony(preset, model_id=model_id, dimension=dimension)
         write_keyset(directory, keyset)
-    except FileExistsError:
-        raise fail(f"{directory} already holds keys; refusing to overwrite them (choose another DIR)") from None
+    except KeysExistError as exc:
+        raise fail(f"{exc.message} (choose another DIR)") from None
     except VeilfaceError as exc:
         raise fail(exc.message) from None
     fingerprint = keyset.signing_key.verify_key.fingerprint
@@ -92,7 +92,7 @@ def keys_rotate(
     README, "Key renewal", moves a deployment over without stopping it.
     """
     from veilface.crypto import KeySet, SignatureError
-    from veilface.server.keystore import read_public_description, read_signing_key, write_keyset
+    from veilface.server.keystore import KeysExistError, read_public_description, read_signing_key, write_keyset
 
     try:
         old, signature = read_public_description(current)
@@ -114,8 +114,8 @@ def keys_rotate(
             fresh.description.sign(signing_key),
         )
         write_keyset(new, keyset)
-    except FileExistsError:
-        raise fail(f"{new} already holds keys; refusing to overwrite them (choose another NEW)") from None
+    except KeysExistError as exc:
+        raise fail(f"{exc.message} (choose another NEW)") from None
     except VeilfaceError as exc:
         raise fail(exc.message) from None
     fingerprint = signing_key.verify_key.fingerprint

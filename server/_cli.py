@@ -80,7 +80,7 @@ def serve(
 def serve_matcher(
     keys: Keys,
     host: Host = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_MATCHER_PORT,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = DEFAULT_MATCHER_PORT,
     data: Data = None,
     ssl_certfile: CertFile = None,
     ssl_keyfile: KeyFile = None,
@@ -102,7 +102,7 @@ def serve_matcher(
 def serve_authority(
     keys: Keys,
     host: Host = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_MATCHER_PORT + 1,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = DEFAULT_MATCHER_PORT + 1,
     data: Data = None,
     ssl_certfile: CertFile = None,
     ssl_keyfile: KeyFile = None,
@@ -135,7 +135,8 @@ def serve_all(
     keys: Keys,
     host: Host = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(help="Matcher port; the authority takes the next one. 0 picks free ports.")
+        int,
+        typer.Option(min=0, max=65534, help="Matcher port; the authority takes the next one. 0 picks free ports."),
     ] = DEFAULT_MATCHER_PORT,
     data: Annotated[Path, typer.Option("--data", metavar="DIR", help="Data directory.")] = Path("veilface-data"),
     ssl_certfile: CertFile = None,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,20 +47,44 @@ def _json(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
 
+class KeysExistError(ConfigurationError):
+    """The target directory already holds keys; nothing was overwritten."""
+
+
 def write_keyset(directory: Path, keyset: KeySet) -> None:
-    """Write a fresh key set; raises FileExistsError rather than overwrite any key."""
+    """Write a fresh key set; raises KeysExistError rather than overwrite any key.
+
+    Each role is written into a private staging directory and renamed into place only once complete, and a
+    failure part-way removes what was staged: a crash leaves either a whole role directory or none.
+    """
     directory = Path(directory)
-    for role in Role:
-        if (directory / role.value).exists():
-            raise FileExistsError(str(directory / role.value))
-    directory.mkdir(parents=True, exist_ok=True)
-    secret_dir = directory / Role.SECRET.value
+    existing = [role.value for role in Role if (directory / role.value).exists()]
+    if existing:
+        raise KeysExistError(f"{directory} already holds keys ({', '.join(existing)}); refusing to overwrite them")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".keys-staging-", dir=directory))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create key directory {directory}: {exc.strerror}") from None
+    try:
+        _stage(staging, keyset)
+        # Public and evaluation first: a key directory with secret/ but no public/ is never left behind.
+        for role in (Role.PUBLIC, Role.EVALUATION, Role.SECRET):
+            os.rename(staging / role.value, directory / role.value)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write keys to {directory}: {exc.strerror}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage(staging: Path, keyset: KeySet) -> None:
+    secret_dir = staging / Role.SECRET.value
     secret_dir.mkdir(mode=0o700)
     _write(secret_dir / CONTEXT_FILE, keyset.secret.context, 0o600)
     _write(secret_dir / META_FILE, _json(keyset.secret.meta()), 0o600)
     _write(secret_dir / SIGNING_KEY_FILE, keyset.signing_key.to_pem(), 0o600)
     for bundle in (keyset.evaluation, keyset.public):
-        sub = directory / bundle.role.value
+        sub = staging / bundle.role.value
         sub.mkdir(mode=0o755)
         meta = bundle.meta()
         if bundle.role is Role.PUBLIC:
@@ -68,7 +94,7 @@ def write_keyset(directory: Path, keyset: KeySet) -> None:
         if bundle.role is Role.EVALUATION:
             _write(sub / RELIN_FILE, bundle.relin_keys, 0o644)
             _write(sub / CONJUGATION_FILE, bundle.conjugation_keys, 0o644)
-    _write(directory / Role.PUBLIC.value / SIGNING_PUB_FILE, keyset.signing_key.verify_key.to_pem(), 0o644)
+    _write(staging / Role.PUBLIC.value / SIGNING_PUB_FILE, keyset.signing_key.verify_key.to_pem(), 0o644)
 
 
 def _read_meta(sub: Path) -> dict[str, Any]:

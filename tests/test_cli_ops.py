@@ -146,6 +146,39 @@ def test_unreachable_server(photos: dict[str, Path], tmp_path: Path) -> None:
     assert result.exit_code == 3 and "cannot reach the matcher" in result.stderr
 
 
+def test_delete_needs_no_authority_key(deployment: Deployment, photos: dict[str, Path]) -> None:
+    assert deployment.run("enroll", "frank", str(photos["tom"])).exit_code == 0
+    deleted = deployment.run("delete", "frank", env={"VEILFACE_AUTHORITY_KEY": ""})
+    assert deleted.exit_code == 0, deleted.output
+    assert deployment.run("verify", "frank", str(photos["tom"])).exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        pytest.param({"VEILFACE_SERVER": "http://[::1"}, "not a valid http(s) URL", id="malformed-url"),
+        pytest.param({"VEILFACE_SERVER": "ftp://example.org"}, "not a valid http(s) URL", id="other-scheme"),
+        pytest.param({"VEILFACE_AUTHORITY_KEY": "/"}, "cannot read authority key", id="key-is-a-directory"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(
+    deployment: Deployment, photos: dict[str, Path], override: dict[str, str], message: str
+) -> None:
+    result = deployment.run("verify", "x", str(photos["tom"]), env=override)
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_demo_refuses_to_overwrite_kept_keys(tmp_path: Path) -> None:
+    write_keyset(tmp_path / "keys", vc.key_ceremony(vc.DEFAULT_PRESET, model_id="dlib-resnet-v1-128", dimension=128))
+    before = sorted(p.name for p in (tmp_path / "keys").iterdir())
+    result = CliRunner().invoke(app, ["demo", "--keep", str(tmp_path)])
+    assert result.exit_code == 3 and "already holds keys" in result.stderr
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == before  # nothing staged is left behind
+
+
 def test_scaled_probe_is_refused_end_to_end(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
     """A client that skips normalisation (or scales its probe) gets 422 and the CLI exits 4."""
     key = deployment.keys / "public" / "signing.pub"
