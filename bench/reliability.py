@@ -75,7 +75,7 @@ from veilface.bench._stats import machine, markdown_table
 from veilface.server import wire
 from veilface.server.matcher.store import open_template_database, templates
 
-# The matcher's hard deadline per authority call is 2 s; issue 8 asks for the 503 within that.
+# Issue 8 asks for the 503 within 2 s; the matcher's deadline per authority call is 1.5 s, its own work on top.
 OUTAGE_ANSWER_S = 2.0
 CRASH_PREFIX = "crash-"
 # Room for allocator noise and caches that fill slowly; a ciphertext (65 kB) leaked per request exceeds it
@@ -566,10 +566,9 @@ def problems(report: dict[str, Any]) -> list[str]:
     found += [
         f"authority freeze: {p}"
         for p in outage_problems(
-            # A frozen authority is cut off at the 2 s deadline itself, after the matcher's own work.
+            # A frozen authority is cut off at the 1.5 s authority deadline; the answer must still come within 2 s.
             report["authority_freeze"],
             missing="authority",
-            max_answer_s=OUTAGE_ANSWER_S + 0.5,
         )
     ]
     if "skipped" not in report["database_outage"]:

@@ -28,7 +28,7 @@ log = logging.getLogger("veilface.server.workers")
 _worker_cipher: Any = None
 PARENT_POLL_SECONDS = 0.5
 # Workers yield the CPU to their service's event loop: when the homomorphic work saturates the cores, a
-# starved loop's own delay counted against the 2 s authority deadline (503 though the authority had answered).
+# starved loop's own delay counted against the authority deadline (503 though the authority had answered).
 WORKER_NICENESS = 10
 
 

@@ -1,6 +1,6 @@
-"""Outages under load (issue 8): the authority killed and restarted on its port, the matcher's PostgreSQL
-server stopped and started. The matcher answers 503 within 2 s, /readyz says which part is missing, and
-service resumes without restarting the matcher. Real processes, real CKKS.
+"""Outages under load (issue 8): the authority killed and restarted on its port or frozen and thawed, the
+matcher's PostgreSQL server stopped and started. The matcher answers 503 within 2 s, /readyz says which part
+is missing, and service resumes without restarting the matcher. Real processes, real CKKS.
 
 The PostgreSQL server stopped here is a private cluster of the test's own (reliability_fixtures), so stopping
 it cannot break the storage tests or anyone else using the shared server.
@@ -40,6 +40,17 @@ def test_an_authority_outage_is_answered_503_and_service_resumes(keyset: vc.KeyS
     print(json.dumps(report))
     assert outage_problems(report, missing="authority") == []
     assert "answered 503 authority-unavailable" in outage_row("authority", report)[1]
+
+
+@pytest.mark.e2e
+def test_a_frozen_authority_is_answered_503_within_2_s(keyset: vc.KeySet, tmp_path: Path) -> None:
+    """SIGSTOP: the authority accepts connections but never answers; the matcher's deadline must cut it off."""
+    with deployment(tmp_path, keyset=keyset) as dep:
+        work = verification_work(dep, template_pool(dep.cipher, 2, np.random.default_rng(83)), "freeze")
+        report = authority_outage(dep, work, mode="freeze", clients=4, before_s=1.0, outage_s=5.0, after_s=1.0)
+    print(json.dumps(report))
+    assert outage_problems(report, missing="authority") == []  # includes: every 503 within 2 s
+    assert report["max_503_s"] is not None and report["max_503_s"] >= 1.4  # it did wait for the deadline
 
 
 @pytest.mark.e2e
