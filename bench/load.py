@@ -291,7 +291,9 @@ def run(
         "workers": workers,
         **{key: encrypted[key] for key in ("requests", "errors", "wrong_decisions", "throughput_rps", "latency_ms")},
         **{f"plaintext_{key}": value for key, value in plaintext.items() if key not in PER_DEPLOYMENT},
-        "throughput_ratio": round(encrypted["throughput_rps"] / plaintext["throughput_rps"], 4),
+        "throughput_ratio": (
+            round(encrypted["throughput_rps"] / plaintext["throughput_rps"], 4) if plaintext["throughput_rps"] else 0.0
+        ),
         **{key: {"encrypted": encrypted[key], "plaintext": plaintext[key]} for key in PER_DEPLOYMENT},
         "matcher_rss_mb": {"start": rss_start["encrypted"], "end": rss_end["encrypted"]},
         "plaintext_matcher_rss_mb": {"start": rss_start["plaintext"], "end": rss_end["plaintext"]},

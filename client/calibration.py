@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from veilface.crypto import FaceError, ImageError, VeilfaceError
+from veilface.crypto import FaceError, ImageError, InvalidEmbeddingError, VeilfaceError
 
 from .faces import FaceEmbedder, embed_single
 
@@ -240,7 +240,8 @@ def calibrate(
             on_image(index, len(images), image)
         try:
             embeddings[image] = embed_single(embedder, image, take_largest=take_largest)
-        except (ImageError, FaceError) as exc:
+        except (ImageError, FaceError, InvalidEmbeddingError) as exc:
+            # InvalidEmbeddingError: the model returned a zero or non-finite vector for this face.
             failures.append(AcquisitionFailure(image, exc.message))
     genuine: list[float] = []
     impostor: list[float] = []

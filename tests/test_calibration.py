@@ -25,6 +25,7 @@ from veilface.client.calibration import (
 )
 from veilface.client.faces import Face, ImageSource, load_embedder
 from veilface.client.samples import demo_cases
+from veilface.crypto import InvalidEmbeddingError
 
 GENUINE = [0.9, 0.8, 0.7, 0.6]
 IMPOSTOR = [0.1, 0.2, 0.3, 0.65, 0.75]
@@ -184,6 +185,31 @@ def test_calibrate_on_shipped_photo_variants(tmp_path: Path) -> None:
     assert 0.75 < result.threshold < embedder.default_threshold
     assert (result.default_fmr, result.default_fnmr) == (0.0, 0.0)
     assert result.to_dict()["failures_to_acquire"][0]["image"].endswith("blank.png")
+
+
+class DegenerateModel(CountingEmbedder):
+    """The dlib embedder, except that the model's output for one image is degenerate (all zeros)."""
+
+    def faces(self, image: ImageSource) -> list[Face]:
+        if str(image).endswith("degenerate.png"):
+            raise InvalidEmbeddingError("the face model returned a zero or non-finite embedding")
+        return super().faces(image)
+
+
+def test_a_degenerate_embedding_is_a_failure_to_acquire(tmp_path: Path) -> None:
+    tom, other = photo("tom_hanks"), demo_cases()[3].enrol_image
+    (tmp_path / "tom.png").write_bytes(encode(tom))
+    (tmp_path / "tom_mirrored.jpg").write_bytes(jpeg(mirrored(tom), 80))
+    (tmp_path / "other.png").write_bytes(other)
+    (tmp_path / "degenerate.png").write_bytes(encode(tom))
+    pairs = [
+        Pair(tmp_path / "tom.png", tmp_path / "tom_mirrored.jpg", True),
+        Pair(tmp_path / "tom.png", tmp_path / "other.png", False),
+        Pair(tmp_path / "degenerate.png", tmp_path / "tom.png", True),
+    ]
+    result = calibrate(DegenerateModel(), pairs, target_fmr=0.0)
+    assert [failure.image.name for failure in result.failures] == ["degenerate.png"]
+    assert (result.genuine_pairs, result.impostor_pairs, result.skipped_pairs) == (1, 1, 1)
 
 
 def test_calibrate_refuses_when_no_impostor_pair_survives(tmp_path: Path) -> None:
