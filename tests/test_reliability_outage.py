@@ -50,7 +50,7 @@ def test_a_frozen_authority_is_answered_503_within_2_s(keyset: vc.KeySet, tmp_pa
         report = authority_outage(dep, work, mode="freeze", clients=4, before_s=1.0, outage_s=5.0, after_s=1.0)
     print(json.dumps(report))
     assert outage_problems(report, missing="authority") == []  # includes: every 503 within 2 s
-    assert report["max_503_s"] is not None and report["max_503_s"] >= 1.4  # it did wait for the deadline
+    assert report["max_503_s"] is not None and report["max_503_s"] >= 1.5  # it did wait for the deadline
 
 
 @pytest.mark.e2e

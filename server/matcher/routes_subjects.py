@@ -15,7 +15,7 @@ import anyio
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel
 
-from veilface.crypto import Outcome, Purpose, probe_digest
+from veilface.crypto import NORM_TOLERANCE, Outcome, Purpose, probe_digest
 from veilface.server import wire
 from veilface.server.auth import OperatorAuth
 from veilface.server.bodies import BINARY_BODY, read_ciphertext_body
@@ -26,6 +26,10 @@ from veilface.server.problems import Problem, invalid_request, problem_responses
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
 T = TypeVar("T")
+# Issue 4: enrolment and verification answer within 2 s whatever the authority does (503 if it has not
+# answered by then); the margin covers checking its signature, writing the answer and a busy event loop.
+ANSWER_WITHIN_S = 2.0
+_ANSWER_MARGIN_S = 0.2
 
 
 class Subject(BaseModel):
@@ -91,6 +95,7 @@ async def enrol(
     subject_id: SubjectId, request: Request, operator: EnrollOperator, state: State, replace: bool = False
 ) -> Subject:
     """Enrol an encrypted template after the authority confirms it is normalised; replacing needs admin."""
+    deadline = time.monotonic() + ANSWER_WITHIN_S - _ANSWER_MARGIN_S
     if replace:
         OperatorAuth.require(operator, "admin")
     existing = await anyio.to_thread.run_sync(state.store.meta, subject_id)
@@ -107,6 +112,7 @@ async def enrol(
             request_id=_new_request_id(),
             subject_ref=state.pseudonyms.subject_ref(subject_id),
             token_id=operator.token_id,
+            deadline=deadline,
         ),
     )
     state.metrics.decisions.labels(Purpose.ENROL.value, decision.outcome.value).inc()
@@ -115,7 +121,7 @@ async def enrol(
             422,
             "template-not-normalised",
             "Template not normalised",
-            "the template's squared norm is outside 1 +/- 0.01; L2-normalise the embedding before encrypting",
+            f"the template's squared norm is outside 1 +/- {NORM_TOLERANCE}; L2-normalise the embedding first",
         )
 
     def store() -> SubjectMeta:
@@ -150,6 +156,7 @@ async def verify(
     ] = None,
 ) -> Decision:
     """Compare a probe with the enrolled template; answer the authority's signed one-bit decision."""
+    deadline = time.monotonic() + ANSWER_WITHIN_S - _ANSWER_MARGIN_S
     stored = await anyio.to_thread.run_sync(state.store.get, subject_id)
     if stored is None:
         raise _unknown_subject()
@@ -175,6 +182,7 @@ async def verify(
             token_id=operator.token_id,
             client_nonce=client_nonce,
             probe_sha256=probe_digest(probe),
+            deadline=deadline,
         ),
     )
     state.metrics.decisions.labels(Purpose.VERIFY.value, decision.outcome.value).inc()
@@ -183,7 +191,7 @@ async def verify(
             422,
             "probe-not-normalised",
             "Probe not normalised",
-            "the probe's squared norm is outside 1 +/- 0.01; L2-normalise the embedding before encrypting",
+            f"the probe's squared norm is outside 1 +/- {NORM_TOLERANCE}; L2-normalise the embedding before encrypting",
         )
     return Decision(**decision.record.with_subject(subject_id).to_dict())
 
