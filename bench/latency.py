@@ -105,11 +105,11 @@ class _Local:
 
     def refill(self) -> float | None:
         """Milliseconds to stock one verification's masks and encryptions of zero, as a worker does between
-        requests (CKKS only). A verification uses all three, so the stock is empty again after a compare."""
+        requests (CKKS only). A verification uses both (norm pair, score): the stock is empty after a compare."""
         if not isinstance(self.matcher, vc.CkksMatcherCipher):
             return None
         matcher = self.matcher
-        return timed(lambda: matcher.replenish(vc.Purpose.VERIFY.checks))[1]
+        return timed(lambda: matcher.replenish(1))[1]
 
     def decide(self, blinded: bytes) -> tuple[vc.DecisionRecord, float]:
         """The authority's decrypt, read and sign (no HTTP, no audit write), and its milliseconds."""

@@ -4,6 +4,13 @@ A CKKS plaintext m(X) mod X^N + 1 holds N/2 slots, its evaluations at the primit
 Delta). The constant coefficient is (1/N) times the sum of all N evaluations, i.e. (2/N) Re(sum of slots),
 so for zero-padded template t and probe p, the constant coefficient of m_t * m_p is (2/N) Delta^2 <t, p>.
 One ciphertext multiply, no rotation keys, no rescale.
+
+The two norm checks share one ciphertext. A polynomial whose slots are all real is fixed by the automorphism
+X -> X^-1 (complex conjugation), which negates coefficient N/2, so that coefficient is zero: |p|^2 + conj(|p|^2)
+has real slots, and multiplying by the monomial X^(N/2) moves a value from coefficient 0 to coefficient N/2
+without touching coefficient 0. One ciphertext then carries r1 (|p|^2 - t1) in coefficient 0 and
+-r2 (|p|^2 - t2) in coefficient N/2, re-randomised by one encryption of zero: a verification costs two
+encryptions of zero instead of three, an enrolment one instead of two.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import tenseal.sealapi as sealapi
 from ._envelope import Envelope, EnvelopeKind
 from ._errors import ConfigurationError, InvalidCiphertextError
 from ._keys import KeyBundle, Role, open_context
-from ._modarith import Weights, crt, sum_mod, uniform_mod
+from ._modarith import Weights, crt, mul_mod_exact, sum_mod, uniform_mod
 from ._protocol import (
     NORM_GAIN,
     Outcome,
@@ -49,15 +56,28 @@ class _CkksBase:
         self._scale = 2.0**preset.scale_bits
         self._files = SealFiles()
         self._encoder = sealapi.CKKSEncoder(self._seal)
+        # X^(N/2) in NTT form, per prime: its slots alternate i, -i (SEAL's slot k is the root zeta^(3^k)), so
+        # encoding them at scale 1 gives the monomial exactly. Its values are +-I with I^2 = -1 mod q.
+        self._half_plain = sealapi.Plaintext()
+        self._encoder.encode([1j, -1j] * (self._n // 4), self._parms_id, 1.0, self._half_plain)
+        values = np.array([self._half_plain.data(i) for i in range(self._n * len(self._primes))], dtype=np.uint64)
+        self._half_monomial = values.reshape(len(self._primes), self._n)
+        # Coefficient N/2 of m is N^-1 <NTT(m), NTT(X^-(N/2))>, and X^-(N/2) = -X^(N/2).
+        self._half_readout = [
+            Weights((q - row) % np.uint64(q)) for row, q in zip(self._half_monomial, self._primes, strict=True)
+        ]
 
     @property
     def ciphertext_bytes(self) -> int:
         return ciphertext_size(self._n, len(self._primes))
 
-    @property
-    def compact_bytes(self) -> int:
-        """One blinded value on the wire: per data prime, the sum of c0's NTT values, then c1."""
-        return len(self._primes) * 8 * (1 + self._n)
+    def compact_bytes(self, readouts: int = 1) -> int:
+        """One blinded ciphertext on the wire: per data prime, ``readouts`` weighted sums of c0, then c1."""
+        return len(self._primes) * 8 * (readouts + self._n)
+
+    def blinded_bytes(self, purpose: Purpose) -> int:
+        """The blinded payload for ``purpose``: the norm pair, and for a verification the score as well."""
+        return self.compact_bytes(2) + (self.compact_bytes(1) if purpose is Purpose.VERIFY else 0)
 
     def _load(self, data: bytes, *, scale: float) -> sealapi.Ciphertext:
         check_ciphertext_layout(
@@ -124,7 +144,7 @@ class CkksMatcherCipher(_CkksBase):
         if not self._conjugation_keys.has_key(2 * self._n - 1):
             raise ConfigurationError("evaluation bundle's conjugation.bin holds no conjugation key")
         self._product_scale = self._scale * self._scale
-        self._stock: list[tuple[sealapi.Plaintext, sealapi.Ciphertext]] = []
+        self._stock: dict[int, list[tuple[sealapi.Plaintext, sealapi.Ciphertext]]] = {1: [], 2: []}
 
     def _open(self, data: bytes) -> sealapi.Ciphertext:
         envelope = Envelope.from_bytes(data, kind=EnvelopeKind.EMBEDDING)
@@ -160,6 +180,7 @@ class CkksMatcherCipher(_CkksBase):
     ) -> bytes:
         checks = checks_for(purpose, threshold)
         factors = list(blinding) if blinding is not None else [blinding_factor(bits) for _, _, bits in checks]
+        signed = [sign * r for (sign, _, _), r in zip(checks, factors, strict=True)]
         # |p|^2 as p * conj(p): the constant coefficient is then (2/N) sum |z_k|^2, positive definite.
         # Squaring would give sum Re(z_k^2), which imaginary parts can cancel while the real parts grow.
         gained, conjugate, gain = sealapi.Ciphertext(self._seal), sealapi.Ciphertext(self._seal), sealapi.Plaintext()
@@ -168,86 +189,123 @@ class CkksMatcherCipher(_CkksBase):
         self._evaluator.complex_conjugate(gained, self._conjugation_keys, conjugate)
         norm = sealapi.Ciphertext(self._seal)
         self._evaluator.multiply(probe, conjugate, norm)
-        # Relinearising before blinding is the same as after (both are linear) and serves both norm checks.
         self._evaluator.relinearize_inplace(norm, self._relin_keys)
-        products = [norm, norm]
+        # norm + conj(norm) = 2 c |p|^2 with every slot real: coefficient N/2 is zero (up to the conjugation's
+        # key-switching noise, ~1e-9 here) and free for the second check. The thresholds double with it.
+        mirrored = sealapi.Ciphertext(self._seal)
+        self._evaluator.complex_conjugate(norm, self._conjugation_keys, mirrored)
+        self._evaluator.add_inplace(norm, mirrored)
+        pair = self._blind(norm, signed[:2], [2.0 * checks[0][1], 2.0 * checks[1][1]])
+        parts = [self._compact(pair, readouts=2)]
         if template is not None:
             score = sealapi.Ciphertext(self._seal)
             self._evaluator.multiply(template, probe, score)
             self._evaluator.relinearize_inplace(score, self._relin_keys)
-            products.append(score)
-        parts = [
-            self._compact(self._blind(product, sign * r, t))
-            for product, (sign, t, _), r in zip(products, checks, factors, strict=True)
-        ]
+            parts.append(self._compact(self._blind(score, signed[2:], [checks[2][1]]), readouts=1))
         header = {"scheme": SCHEME, "key_id": self.key_id, "preset": self.preset, "purpose": purpose.value}
         return Envelope(EnvelopeKind.BLINDED, header, b"".join(parts)).to_bytes()
 
-    def _blind(self, product: sealapi.Ciphertext, factor: int, threshold: float) -> sealapi.Ciphertext:
-        """factor * (product - threshold) in the constant coefficient, uniform elsewhere, re-randomised."""
-        plain_factor, plain_threshold = sealapi.Plaintext(), sealapi.Plaintext()
-        self._encoder.encode(float(factor), product.parms_id(), 1.0, plain_factor)  # scale 1: no level used
-        result = sealapi.Ciphertext(self._seal)
-        self._evaluator.multiply_plain(product, plain_factor, result)
-        # A constant encoded in every slot is the constant polynomial: -factor * t * (2/N) * Delta^2.
-        self._encoder.encode(-factor * threshold * 2.0 / self._n, result.parms_id(), result.scale, plain_threshold)
-        self._evaluator.add_plain_inplace(result, plain_threshold)
-        mask, zero = self._randomness()
+    def _blind(
+        self, product: sealapi.Ciphertext, factors: Sequence[int], thresholds: Sequence[float]
+    ) -> sealapi.Ciphertext:
+        """sum_j factors[j] (product - thresholds[j]) X^(j N/2): coefficient 0, and N/2 for a second check;
+        uniform in every other coefficient, re-randomised."""
+        result: sealapi.Ciphertext | None = None
+        for j, (factor, threshold) in enumerate(zip(factors, thresholds, strict=True)):
+            plain_factor, plain_threshold = sealapi.Plaintext(), sealapi.Plaintext()
+            self._encoder.encode(float(factor), product.parms_id(), 1.0, plain_factor)  # scale 1: no level used
+            part = sealapi.Ciphertext(self._seal)
+            self._evaluator.multiply_plain(product, plain_factor, part)
+            # A constant encoded in every slot is the constant polynomial: -factor * t * (2/N) * Delta^2.
+            self._encoder.encode(-factor * threshold * 2.0 / self._n, part.parms_id(), part.scale, plain_threshold)
+            self._evaluator.add_plain_inplace(part, plain_threshold)
+            if j == 1:  # to coefficient N/2
+                self._evaluator.multiply_plain_inplace(part, self._half_plain)
+            if result is None:
+                result = part
+            else:
+                self._evaluator.add_inplace(result, part)
+        assert result is not None
+        mask, zero = self._randomness(len(factors))
         mask.scale = zero.scale = result.scale
         self._evaluator.add_plain_inplace(result, mask)
         self._evaluator.add_inplace(result, zero)
         return result
 
-    def _compact(self, ciphertext: sealapi.Ciphertext) -> bytes:
-        """What decrypting the constant coefficient needs: per prime, sum(c0) and c1 (half the bytes).
+    def _compact(self, ciphertext: sealapi.Ciphertext, *, readouts: int) -> bytes:
+        """What decrypting coefficient 0 (and N/2) needs: per prime, sum(c0) (and <c0, w>), then c1.
 
-        The constant coefficient of c0 + c1 s is N^-1 (sum(c0) + <c1, s>) in NTT form, so c0's other
-        values are never needed: the authority receives strictly less than the ciphertext.
+        Coefficient k of c0 + c1 s is N^-1 <c0 + c1 s, NTT(X^-k)> in NTT form (for k = 0 a plain sum), so c0's
+        values themselves are never needed: the authority receives strictly less than the ciphertext.
         """
         polys = ciphertext_polys(self._files.ciphertext_bytes(ciphertext), self._n, len(self._primes))
-        return b"".join(
-            np.uint64(sum_mod(polys[0, i], q)).astype("<u8").tobytes() + polys[1, i].astype("<u8").tobytes()
-            for i, q in enumerate(self._primes)
-        )
+        out = []
+        for i, q in enumerate(self._primes):
+            sums = [sum_mod(polys[0, i], q)]
+            if readouts == 2:
+                sums.append(self._half_readout[i].dot(polys[0, i], q))
+            out.append(np.array(sums, dtype="<u8").tobytes() + polys[1, i].astype("<u8").tobytes())
+        return b"".join(out)
 
-    def replenish(self, count: int = 12, batch: int = 3) -> int:
+    def replenish(self, count: int = 4, batch: int = 2) -> int:
         """Precompute masks and encryptions of zero (each used once, then dropped) off the request path.
 
-        Each verification takes three pairs, each enrolment two; without a stock they are made on the spot
-        (about 1 ms each). Makes at most ``batch`` pairs per call, so a worker topping up its stock between
-        requests never holds the next request back for long. Returns how many pairs are in stock.
+        Keeps up to ``count`` of each kind: a verification takes one for the norm pair and one for the score,
+        an enrolment one for the norm pair; without a stock they are made on the spot (about 1 ms each).
+        Makes at most ``batch`` per call, so a worker topping up its stock between requests never holds the
+        next request back for long. Returns how many are in stock.
         """
-        for _ in range(min(batch, count - len(self._stock))):
-            self._stock.append(self._fresh_randomness())
-        return len(self._stock)
+        for _ in range(batch):
+            short = [readouts for readouts in (2, 1) if len(self._stock[readouts]) < count]
+            if not short:
+                break
+            readouts = min(short, key=lambda kind: len(self._stock[kind]))
+            self._stock[readouts].append(self._fresh_randomness(readouts))
+        return sum(len(stock) for stock in self._stock.values())
 
-    def _randomness(self) -> tuple[sealapi.Plaintext, sealapi.Ciphertext]:
+    def _randomness(self, readouts: int) -> tuple[sealapi.Plaintext, sealapi.Ciphertext]:
         try:
-            return self._stock.pop()
+            return self._stock[readouts].pop()
         except IndexError:
-            return self._fresh_randomness()
+            return self._fresh_randomness(readouts)
 
-    def _fresh_randomness(self) -> tuple[sealapi.Plaintext, sealapi.Ciphertext]:
+    def _fresh_randomness(self, readouts: int) -> tuple[sealapi.Plaintext, sealapi.Ciphertext]:
         zero = sealapi.Ciphertext(self._seal)
         self._encryptor.encrypt_zero(self._parms_id, zero)
-        return self._mask(0, self._product_scale), zero
+        return self._mask(self._product_scale, readouts=readouts), zero
 
-    def _mask(self, constant: int, scale: float) -> sealapi.Plaintext:
-        """Constant coefficient ``constant``, every other coefficient uniform mod q.
+    def _mask(self, scale: float, *, readouts: int = 1, constants: Sequence[int] = (0, 0)) -> sealapi.Plaintext:
+        """Coefficient 0 (and N/2 when ``readouts`` is 2) fixed to ``constants``, every other uniform mod q.
 
-        In NTT form the constant coefficient is N^-1 times the sum of the N values, so N - 1 uniform
-        values and one that fixes the sum give exactly that distribution.
+        Coefficient k is N^-1 <values, NTT(X^-k)>: N - readouts uniform values, and the last ones solving
+        those equations, give exactly that distribution. For two readouts, two positions where X^(N/2) is
+        +I and -I: x_a + x_b = N c0 - S and -I (x_a - x_b) = N c1 - T, so x_a - x_b = I (N c1 - T).
         """
         parts = []
-        for q in self._primes:
+        for i, q in enumerate(self._primes):
             values = uniform_mod(q, self._n).copy()
-            values[-1] = np.uint64((self._n * constant - sum_mod(values[:-1], q)) % q)
+            target0 = self._n * int(constants[0]) % q
+            if readouts == 1:
+                values[-1] = np.uint64((target0 - sum_mod(values[:-1], q)) % q)
+            else:
+                monomial = self._half_monomial[i]
+                plus_i = int(monomial[0])
+                b = int(np.flatnonzero(monomial != monomial[0])[0])
+                values[0] = values[b] = 0
+                rest_sum = sum_mod(values, q)
+                rest_weighted = self._half_readout[i].dot(values, q)
+                target1 = self._n * int(constants[1]) % q
+                half = pow(2, -1, q)
+                total = (target0 - rest_sum) % q
+                difference = plus_i * (target1 - rest_weighted) % q
+                values[0] = np.uint64((total + difference) * half % q)
+                values[b] = np.uint64((total - difference) * half % q)
             parts.append(values)
         return self._files.plaintext_from_ntt(self._seal, self._parms_id, np.concatenate(parts), scale)
 
 
 class CkksAuthorityCipher(_CkksBase):
-    """The authority's side: decrypts only the constant coefficient of blinded results, keeps its sign."""
+    """The authority's side: decrypts only the read-out coefficients of blinded results, keeps their signs."""
 
     def __init__(self, bundle: KeyBundle) -> None:
         super().__init__(bundle, Role.SECRET)
@@ -256,7 +314,12 @@ class CkksAuthorityCipher(_CkksBase):
         # read value by value (a few ms, once) so that it never passes through a file, even one in memory.
         secret = self.context.secret_key().data.data()
         key = np.array([secret.data(i) for i in range(self._n * len(self._primes))], dtype=np.uint64)
-        self._key = [Weights(part) for part in key.reshape(len(self._primes), self._n)]
+        rows = key.reshape(len(self._primes), self._n)
+        # Per prime: s, for coefficient 0, and s * NTT(X^-(N/2)), for coefficient N/2.
+        self._key = [
+            (Weights(row), Weights(mul_mod_exact(row, half.values, q)))
+            for row, half, q in zip(rows, self._half_readout, self._primes, strict=True)
+        ]
         self._n_inverse = [pow(self._n, -1, q) for q in self._primes]
         self._modulus = math.prod(self._primes)
 
@@ -268,32 +331,40 @@ class CkksAuthorityCipher(_CkksBase):
             purpose = Purpose(envelope.header.get("purpose"))
         except ValueError:
             raise InvalidCiphertextError("blinded result has an unknown purpose", field="purpose") from None
-        size = self.compact_bytes
-        if len(envelope.payload) != purpose.checks * size:
+        size = self.blinded_bytes(purpose)
+        if len(envelope.payload) != size:
             raise InvalidCiphertextError(
-                f"blinded result must hold {purpose.checks} values of {size} bytes", field="size"
+                f"blinded result for {purpose.value} must be {size} bytes, got {len(envelope.payload)}", field="size"
             )
-        values = np.frombuffer(envelope.payload, dtype="<u8").reshape(purpose.checks, len(self._primes), 1 + self._n)
-        return purpose, [self._constant_term(check) for check in values]
+        primes = len(self._primes)
+        words = np.frombuffer(envelope.payload, dtype="<u8")
+        pair_words = primes * (2 + self._n)
+        # The norm pair was blinded as norm + conj(norm), twice the norm: halve to undo it.
+        values = [value / 2.0 for value in self._read(words[:pair_words].reshape(primes, 2 + self._n), 2)]
+        if purpose is Purpose.VERIFY:
+            values += self._read(words[pair_words:].reshape(primes, 1 + self._n), 1)
+        return purpose, values
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
         purpose, values = self.blinded_values(blinded)
         return purpose, outcome_from_values(purpose, values)
 
-    def _constant_term(self, check: np.ndarray) -> float:
-        """sign * r * (v - t), from the decryption's constant coefficient alone, computed exactly.
+    def _read(self, ciphertext: np.ndarray, readouts: int) -> list[float]:
+        """sign * r * (v - t) from coefficient 0 (and N/2) of the decryption, computed exactly.
 
-        Decryption is m = c0 + c1 * s in NTT form, and the constant coefficient of m is N^-1 times the sum
-        of its N NTT values: N^-1 (sum(c0) + <c1, s>), one exact modular dot product per prime, without
-        decrypting (or even forming) any other coefficient.
+        Decryption is m = c0 + c1 * s in NTT form; coefficient 0 of m is N^-1 times the sum of its N values,
+        N^-1 (sum(c0) + <c1, s>), and coefficient N/2 is N^-1 (<c0, w> + <c1, s * w>) with w = NTT(X^-(N/2)):
+        one exact modular dot product per prime and coefficient, without decrypting (or even forming) any
+        other coefficient.
         """
-        residues = []
+        residues: list[list[int]] = [[] for _ in range(readouts)]
         for i, q in enumerate(self._primes):
-            c0_sum, c1 = int(check[i, 0]), check[i, 1:]
-            if c0_sum >= q or int(c1.max()) >= q:
+            sums, c1 = ciphertext[i, :readouts], ciphertext[i, readouts:]
+            if int(sums.max()) >= q or int(c1.max()) >= q:
                 raise InvalidCiphertextError("blinded result holds values outside the modulus", field="ciphertext")
-            residues.append((c0_sum + self._key[i].dot(c1, q)) * self._n_inverse[i] % q)
-        return crt(residues, self._primes, self._modulus) * self._n / (2.0 * self._product_scale)
+            for k in range(readouts):
+                residues[k].append((int(sums[k]) + self._key[i][k].dot(c1, q)) * self._n_inverse[i] % q)
+        return [crt(r, self._primes, self._modulus) * self._n / (2.0 * self._product_scale) for r in residues]
 
 
 def probe_digest(probe: bytes) -> str:

@@ -232,7 +232,8 @@ def _chi_square_uniform(values: list[int], q: int, bins: int = 10) -> float:
     return float(((counts - expected) ** 2 / expected).sum())
 
 
-def test_other_coefficients_are_uniform(default_keys: vc.KeySet) -> None:
+@pytest.mark.parametrize("readouts", [1, 2], ids=["score", "norm-pair"])
+def test_other_coefficients_are_uniform(default_keys: vc.KeySet, readouts: int) -> None:
     keys = default_keys
     client = vc.CkksClientCipher(keys.public, model_id=MODEL, dimension=128)
     matcher = vc.CkksMatcherCipher(keys.evaluation, model_id=MODEL, dimension=128)
@@ -242,7 +243,8 @@ def test_other_coefficients_are_uniform(default_keys: vc.KeySet) -> None:
     seal = authority.context.seal_context().data
     q = seal.first_context_data().parms().coeff_modulus()[0].value()
     n = 4096
-    positions = list(range(1, 301))
+    positions = list(range(1, 301)) + list(range(n // 2 + 1, n // 2 + 101))
+    unit = 2 * 2.0**58 / n  # one unit of <t, p> in the coefficients of a product
 
     def decrypted(ciphertext: sealapi.Ciphertext) -> list[int]:
         plain = sealapi.Plaintext()
@@ -253,34 +255,72 @@ def test_other_coefficients_are_uniform(default_keys: vc.KeySet) -> None:
         result = sealapi.Ciphertext(seal)
         matcher._evaluator.multiply(matcher._open(template), matcher._open(probe), result)
         matcher._evaluator.relinearize_inplace(result, matcher._relin_keys)
+        if readouts == 2:  # as for the norm pair: product + conj(product), real slots, coefficient N/2 ~ 0
+            mirrored = sealapi.Ciphertext(seal)
+            matcher._evaluator.complex_conjugate(result, matcher._conjugation_keys, mirrored)
+            matcher._evaluator.add_inplace(result, mirrored)
         return result
 
-    # What compare() sends for the score, before it is compacted: the whole ciphertext.
-    blinded = matcher._blind(product(), 7, 0.2)
+    # What compare() sends, before it is compacted: the whole ciphertext. For the pair, 7 (2<a,b> - 0.4) in
+    # coefficient 0 and -5 (2<a,b> - 0.6) in coefficient N/2.
+    factors, thresholds = ([7], [0.2]) if readouts == 1 else ([7, -5], [0.4, 0.6])
+    blinded = matcher._blind(product(), factors, thresholds)
     ntt = decrypted(blinded)
     masked = _coefficients(ntt, positions, q)
     # chi-square, 9 degrees of freedom: 27.9 is the 0.1% critical value
     assert _chi_square_uniform(masked, q) < 27.9
 
-    # The compact form the authority receives decrypts to exactly the same constant coefficient.
-    constant = _coefficients(ntt, [0], q)[0]
-    compact = np.frombuffer(matcher._compact(blinded), dtype="<u8").reshape(1, 1 + n)
-    readout = authority._constant_term(compact) * 2 * 2.0**58 / n
-    assert round(readout) % q == constant
-    assert abs(readout / (2 * 2.0**58 / n) / 7 + 0.2 - float(a @ b)) < 2e-5
+    # The compact form the authority receives decrypts to exactly the same coefficient(s), 0 (and N/2).
+    read = [0, n // 2][:readouts]
+    exact = _coefficients(ntt, read, q)
+    compact = np.frombuffer(matcher._compact(blinded, readouts=readouts), dtype="<u8").reshape(1, readouts + n)
+    readout = authority._read(compact, readouts)
+    assert [round(value * unit) % q for value in readout] == exact
+    inner = float(a @ b) * (1 if readouts == 1 else 2)
+    for value, factor, threshold in zip(readout, factors, thresholds, strict=True):
+        assert abs(value / factor + threshold - inner) < 2e-5
 
     # Control: the same comparison without the mask is nowhere near uniform, so the test has power.
     unmasked = _coefficients(decrypted(product()), positions, q)
     assert _chi_square_uniform(unmasked, q) > 1000
 
 
-def test_mask_constant_coefficient_is_exact(default_keys: vc.KeySet) -> None:
+def test_half_monomial_is_x_to_the_n_over_2(default_keys: vc.KeySet) -> None:
+    """The matcher's X^(N/2), encoded from slots, against SEAL's NTT of the monomial itself (a BFV context)."""
     matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    q = matcher._primes[0]
-    for constant in (0, 12345, -987654321, (q // 2) - 1):
-        mask = matcher._mask(constant, 2.0**58)
+    q, n = matcher._primes[0], 4096
+    ntt = [int(v) for v in matcher._half_monomial[0]]
+    assert _coefficients(ntt, [n // 2], q) == [1]
+    assert _coefficients(ntt, [0, 1, n // 2 - 1, n // 2 + 1, n - 1], q) == [0] * 5
+
+
+@pytest.mark.parametrize("readouts", [1, 2])
+def test_mask_fixed_coefficients_are_exact(default_keys: vc.KeySet, readouts: int) -> None:
+    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
+    q, n = matcher._primes[0], 4096
+    for constants in ((0, 0), (12345, -987654321), (-987654321, (q // 2) - 1), ((q // 2) - 1, 7)):
+        mask = matcher._mask(2.0**58, readouts=readouts, constants=constants)
         assert mask.is_ntt_form()
-        assert _coefficients(_ntt_values(mask, 4096), [0, 5], q)[0] == constant % q
+        coefficients = _coefficients(_ntt_values(mask, n), [0, n // 2, 5], q)
+        assert coefficients[:readouts] == [c % q for c in constants[:readouts]]
+
+
+def test_stocked_randomness_is_used_once(default_keys: vc.KeySet) -> None:
+    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
+    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
+    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    a, b = unit_vectors(np.random.default_rng(6), 2, 128)
+    template, probe = client.encrypt(a), client.encrypt(b)
+    assert matcher.replenish(1) == 2  # one verification's worth: the norm pair's and the score's
+    stocked = [zero for kind in matcher._stock.values() for _, zero in kind]
+    first = matcher.compare(template, probe, 0.3)
+    assert all(not stock for stock in matcher._stock.values())  # both taken, none left to reuse
+    second = matcher.compare(template, probe, 0.3)  # made on the spot
+    assert first != second and len(stocked) == 2
+    assert authority.decide(first) == authority.decide(second)
+    assert matcher.replenish(3, batch=5) == 5 and sorted(len(s) for s in matcher._stock.values()) == [2, 3]
+    matcher.blind_norm(template)
+    assert sorted(len(s) for s in matcher._stock.values()) == [2, 2]
 
 
 # -- refusals -------------------------------------------------------------------------------------------
@@ -663,7 +703,8 @@ def test_authority_refuses_malformed_blinded_results(default_keys: vc.KeySet) ->
     authority = vc.CkksAuthorityCipher(default_keys.secret)
     template = client.encrypt(np.ones(128))
     blinded = vc.Envelope.from_bytes(matcher.compare(template, template, 0.5), kind=vc.EnvelopeKind.BLINDED)
-    assert len(blinded.payload) == 3 * authority.compact_bytes
+    assert len(blinded.payload) == authority.blinded_bytes(vc.Purpose.VERIFY)
+    assert len(blinded.payload) == authority.compact_bytes(2) + authority.compact_bytes(1)
     for payload in (
         blinded.payload[:-8],
         blinded.payload + b"\0" * 8,
