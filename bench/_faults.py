@@ -284,6 +284,7 @@ def deployment(
     keyset: vc.KeySet | None = None,
     workers: int = 1,
     matcher_database_url: str | None = None,
+    authority_database_url: str | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[Deployment]:
     """Both services on loopback under ``keyset`` (fresh keys by default), ready; stopped on exit."""
@@ -293,7 +294,12 @@ def deployment(
     matcher_data, matcher_keys, authority_data = prepare_data_dirs(keys_dir, root / "data")
     operator_token, authority_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     shared = service_env({"VEILFACE_AUTHORITY_TOKEN": authority_token, **(env or {})})
-    authority = Service("authority", keys=keys_dir, data=authority_data, env=shared, log_path=root / "authority.log")
+    authority_env = dict(shared)
+    if authority_database_url:
+        authority_env["VEILFACE_AUTHORITY_DATABASE_URL"] = authority_database_url
+    authority = Service(
+        "authority", keys=keys_dir, data=authority_data, env=authority_env, log_path=root / "authority.log"
+    )
     database_url = matcher_database_url or sqlite_url(matcher_data / "matcher.db")
     matcher_env = {
         **shared,

@@ -77,6 +77,7 @@ from veilface.server.matcher.store import open_template_database, templates
 
 # Issue 8 asks for the 503 within 2 s: the matcher's deadline covers the whole request, its own work included.
 OUTAGE_ANSWER_S = 2.0
+NOT_RUN = {"skipped": "not run (a report from before this run existed)"}
 CRASH_PREFIX = "crash-"
 # Room for allocator noise and caches that fill slowly; a ciphertext (65 kB) leaked per request exceeds it
 # within seconds at tens of verifications per second.
@@ -369,8 +370,10 @@ def database_outage(
     before_s: float = 2.0,
     outage_s: float = 3.0,
     after_s: float = 2.0,
+    problem: str = "database-unavailable",
 ) -> dict[str, Any]:
-    """The matcher's PostgreSQL server stopped and started again under verification load."""
+    """A PostgreSQL server stopped and started again under verification load: the matcher's (its own answers
+    are 503 ``database-unavailable``) or the authority's (503 ``authority-unavailable`` from the matcher)."""
     answers, timeline = outage(
         dep,
         work,
@@ -381,7 +384,7 @@ def database_outage(
         outage_s=outage_s,
         after_s=after_s,
     )
-    return {"clients": clients, **outage_report(answers, timeline, problem="database-unavailable")}
+    return {"clients": clients, **outage_report(answers, timeline, problem=problem)}
 
 
 # -- steady load ----------------------------------------------------------------------------------------
@@ -530,23 +533,41 @@ def run(
                 dep, work, clients=load_clients, seconds=load_seconds, warmup_s=LOAD_WARMUP_S, sample_every_s=10.0
             )
         report["database_outage"] = _database_outage_run(Path(root) / "pg", keyset, rng, clients, progress)
+        report["authority_database_outage"] = _database_outage_run(
+            Path(root) / "pg-authority", keyset, rng, clients, progress, side="authority"
+        )
     report["problems"] = problems(report)
     return report
 
 
 def _database_outage_run(
-    root: Path, keyset: vc.KeySet, rng: np.random.Generator, clients: int, progress: Callable[[str], None]
+    root: Path,
+    keyset: vc.KeySet,
+    rng: np.random.Generator,
+    clients: int,
+    progress: Callable[[str], None],
+    *,
+    side: str = "matcher",
 ) -> dict[str, Any]:
+    """``side``'s database on a PostgreSQL cluster of the run's own, stopped and started under load."""
     try:
         postgres = PrivatePostgres()
     except PostgresUnavailableError as exc:
         return {"skipped": str(exc)}
     try:
         postgres.start()
-        progress("matcher's PostgreSQL stopped and started under load")
-        with deployment(root, keyset=keyset, workers=2, matcher_database_url=postgres.url) as dep:
+        progress(f"{side}'s PostgreSQL stopped and started under load")
+        with deployment(
+            root,
+            keyset=keyset,
+            workers=2,
+            matcher_database_url=postgres.url if side == "matcher" else None,
+            authority_database_url=postgres.url if side == "authority" else None,
+        ) as dep:
             work = verification_work(dep, template_pool(dep.cipher, 4, rng), "db")
-            return database_outage(dep, postgres, work, clients=clients)
+            if side == "matcher":
+                return database_outage(dep, postgres, work, clients=clients)
+            return database_outage(dep, postgres, work, clients=clients, problem="authority-unavailable")
     finally:
         postgres.close()
 
@@ -573,6 +594,9 @@ def problems(report: dict[str, Any]) -> list[str]:
     ]
     if "skipped" not in report["database_outage"]:
         found += [f"database outage: {p}" for p in outage_problems(report["database_outage"], missing="database")]
+    authority_db = report.get("authority_database_outage", NOT_RUN)
+    if "skipped" not in authority_db:
+        found += [f"authority database outage: {p}" for p in outage_problems(authority_db, missing="authority")]
     found += [f"restart: {p}" for p in restart_problems(report["restart"])]
     found += [f"steady load: {p}" for p in load_problems(report["load"])]
     return found
@@ -646,6 +670,7 @@ def markdown(report: dict[str, Any]) -> str:
         outage_row("authority killed, restarted on its port", report["authority_outage"]),
         outage_row("authority frozen (SIGSTOP), thawed", report["authority_freeze"]),
         outage_row("matcher's PostgreSQL stopped, started", report["database_outage"]),
+        outage_row("authority's PostgreSQL stopped, started", report.get("authority_database_outage", NOT_RUN)),
     ]
     rows += restart_rows(report["restart"])
     rows.append(load_row(report["load"]))

@@ -66,6 +66,23 @@ def test_a_database_outage_is_answered_503_and_service_resumes(
     assert "answered 503 database-unavailable" in outage_row("database", report)[1]
 
 
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_an_authority_database_outage_is_answered_503_and_service_resumes(
+    keyset: vc.KeySet, tmp_path: Path, private_postgres: PrivatePostgres
+) -> None:
+    """The authority's PostgreSQL (budgets, audit log) stopped: no decision can be recorded, so none is made;
+    the matcher answers 503 authority-unavailable, its /readyz says the authority is not ready."""
+    with deployment(tmp_path, keyset=keyset, authority_database_url=private_postgres.url) as dep:
+        work = verification_work(dep, template_pool(dep.cipher, 2, np.random.default_rng(84)), "outage")
+        report = database_outage(
+            dep, private_postgres, work, clients=4, before_s=1.0, outage_s=2.0, after_s=1.0,
+            problem="authority-unavailable",
+        )  # fmt: skip
+    print(json.dumps(report))
+    assert outage_problems(report, missing="authority") == []
+
+
 @pytest.mark.anyio
 async def test_a_database_error_is_a_503_not_a_500(
     keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

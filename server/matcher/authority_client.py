@@ -67,10 +67,15 @@ class AuthorityClient:
         await self._client.aclose()
 
     async def ready(self) -> bool:
-        """Reachable, accepting our token, holding the signing key our clients trust and our CKKS key (during a
-        key renewal, a matcher on the new keys pointed at an authority on the old ones is not ready)."""
+        """Reachable, ready itself (its database of budgets and audit rows, without which it decides nothing),
+        accepting our token, holding the signing key our clients trust and our CKKS key (during a key renewal, a
+        matcher on the new keys pointed at an authority on the old ones is not ready)."""
         try:
             with anyio.fail_after(self._timeout):
+                own = await self._client.get("/readyz")
+                if own.status_code != 200:
+                    log.warning("authority not ready", extra={"status": own.status_code})
+                    return False
                 response = await self._client.get("/v1/keys/signing")
         except (httpx.HTTPError, TimeoutError):
             return False
