@@ -1,8 +1,10 @@
 """The matcher's connection to the authority: one pooled HTTP client, a hard deadline per call.
 
-Every call finishes within ``VEILFACE_AUTHORITY_TIMEOUT`` (2 s by default), and within what is left of the
-request's own deadline when the caller gives one, however the authority behaves: unreachable or slow becomes
-503, a budget refusal 429 and a replayed request id 409 (relayed), anything else unexpected 502. Records are checked
+Every call finishes within ``VEILFACE_AUTHORITY_TIMEOUT`` (1.8 s by default: with the matcher's own work, a
+503 for an authority that hangs comes within 2 s) however the authority behaves: unreachable or slow becomes
+503, a budget refusal 429 and a replayed request id 409 (relayed), anything else unexpected 502. The deadline
+is per call, not per request: under overload a request that queued for a worker still gives the authority
+its full time, rather than turning slowness into errors. Records are checked
 against the authority's key before they reach a client.
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,9 +98,7 @@ class AuthorityClient:
         token_id: str,
         client_nonce: str | None = None,
         probe_sha256: str | None = None,
-        deadline: float | None = None,
     ) -> AuthorityDecision:
-        """``deadline`` (``time.monotonic()``) cuts the call shorter than the configured timeout."""
         headers = {
             "Content-Type": "application/octet-stream",
             wire.REQUEST_ID: request_id,
@@ -109,11 +108,8 @@ class AuthorityClient:
         if client_nonce is not None and probe_sha256 is not None:
             headers[wire.CLIENT_NONCE] = client_nonce
             headers[wire.PROBE_SHA256] = probe_sha256
-        timeout = self._timeout if deadline is None else min(self._timeout, deadline - time.monotonic())
         try:
-            if timeout <= 0:
-                raise TimeoutError
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(self._timeout):
                 response = await self._client.post("/v1/decisions", content=blinded, headers=headers)
         except (httpx.HTTPError, TimeoutError) as exc:
             log.warning("authority unreachable", extra={"error": type(exc).__name__})
