@@ -29,6 +29,7 @@ from server_fixtures import (
 
 import veilface.crypto as vc
 from veilface.server.keystore import read_verify_key
+from veilface.server.matcher.authority_client import AuthorityClient
 
 pytestmark = pytest.mark.anyio
 anyio_backend, keyset, keys_dir, matcher_keys_dir, services = (
@@ -289,6 +290,36 @@ async def test_metrics_count_requests_and_decisions_without_identifiers(services
 
 def _authority_answering(handler: Any) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
+
+
+async def test_requests_queue_before_the_work_not_at_the_authority(
+    keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one worker, at most 4 requests are between their compare and the authority's answer; the rest wait
+    for a slot first, so a burst never piles onto the authority (where waiting would count as its delay)."""
+    original = AuthorityClient.decide
+    at_authority, most = 0, 0
+
+    async def slow_decide(self: AuthorityClient, *args: Any, **kwargs: Any) -> Any:
+        nonlocal at_authority, most
+        at_authority += 1
+        most = max(most, at_authority)
+        try:
+            await asyncio.sleep(0.05)
+            return await original(self, *args, **kwargs)
+        finally:
+            at_authority -= 1
+
+    monkeypatch.setattr(AuthorityClient, "decide", slow_decide)
+    settings = {"matcher": {"matcher_workers": 1}, "authority": {"budget_per_subject": 100}}
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path, **settings) as s:
+        rng = np.random.default_rng(12)
+        face = unit(rng)
+        assert (await enrol(s, "nina", face)).status_code == 201
+        probes = [s.client_cipher.encrypt(near(rng, face)) for _ in range(16)]
+        answers = await asyncio.gather(*(verify(s, "nina", probe) for probe in probes))
+    assert [a.status_code for a in answers] == [200] * 16
+    assert most == 4  # reached, never exceeded
 
 
 async def test_authority_down_means_503_and_not_ready(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:

@@ -25,6 +25,10 @@ from veilface.server.metrics import Metrics, assemble_app
 from veilface.server.settings import MatcherSettings
 
 log = logging.getLogger("veilface.matcher")
+# Requests allowed between their homomorphic step and the authority's answer, per HE worker process: enough
+# to keep every worker and the authority busy (a compare, then ~10 ms at the authority), few enough that
+# queueing happens before the work starts rather than at the authority (see MatcherState.in_flight).
+IN_FLIGHT_PER_WORKER = 4
 
 
 def _public_keys(keys: MatcherKeys) -> dict[str, Any]:
@@ -97,6 +101,7 @@ def create_matcher_app(
                 pseudonyms=pseudonyms,
                 authority=authority,
                 public_keys=_public_keys(keys),
+                in_flight=anyio.Semaphore(IN_FLIGHT_PER_WORKER * settings.matcher_workers),
             )
             log.info(
                 "matcher started",

@@ -97,18 +97,19 @@ async def enrol(
     if existing is not None and not replace:
         raise _subject_exists()
     template = await read_ciphertext_body(request, state.engine.max_envelope_bytes)
-    blinded = await _timed(state, "blind_norm", state.engine.blind_norm(template))
-    decision = await _timed(
-        state,
-        "authority",
-        state.authority.decide(
-            blinded,
-            purpose=Purpose.ENROL,
-            request_id=_new_request_id(),
-            subject_ref=state.pseudonyms.subject_ref(subject_id),
-            token_id=operator.token_id,
-        ),
-    )
+    async with state.in_flight:
+        blinded = await _timed(state, "blind_norm", state.engine.blind_norm(template))
+        decision = await _timed(
+            state,
+            "authority",
+            state.authority.decide(
+                blinded,
+                purpose=Purpose.ENROL,
+                request_id=_new_request_id(),
+                subject_ref=state.pseudonyms.subject_ref(subject_id),
+                token_id=operator.token_id,
+            ),
+        )
     state.metrics.decisions.labels(Purpose.ENROL.value, decision.outcome.value).inc()
     if decision.outcome is Outcome.NOT_NORMALISED:
         raise Problem(
@@ -163,20 +164,21 @@ async def verify(
             "Re-enrolment required",
             "this subject's template was made under another key or model; enrol the subject again",
         )
-    blinded = await _timed(state, "compare", state.engine.compare(stored.template, probe, state.threshold))
-    decision = await _timed(
-        state,
-        "authority",
-        state.authority.decide(
-            blinded,
-            purpose=Purpose.VERIFY,
-            request_id=_new_request_id(),
-            subject_ref=state.pseudonyms.subject_ref(subject_id),
-            token_id=operator.token_id,
-            client_nonce=client_nonce,
-            probe_sha256=probe_digest(probe),
-        ),
-    )
+    async with state.in_flight:
+        blinded = await _timed(state, "compare", state.engine.compare(stored.template, probe, state.threshold))
+        decision = await _timed(
+            state,
+            "authority",
+            state.authority.decide(
+                blinded,
+                purpose=Purpose.VERIFY,
+                request_id=_new_request_id(),
+                subject_ref=state.pseudonyms.subject_ref(subject_id),
+                token_id=operator.token_id,
+                client_nonce=client_nonce,
+                probe_sha256=probe_digest(probe),
+            ),
+        )
     state.metrics.decisions.labels(Purpose.VERIFY.value, decision.outcome.value).inc()
     if decision.outcome is Outcome.NOT_NORMALISED or decision.record is None:
         raise Problem(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from veilface.server.auth import OperatorAuth
 from veilface.server.keystore import MatcherKeys
 from veilface.server.matcher.authority_client import AuthorityClient
@@ -29,3 +31,7 @@ class MatcherState:
     pseudonyms: Pseudonymiser
     authority: AuthorityClient
     public_keys: dict[str, Any]
+    # Enrolments and verifications between their homomorphic step and the authority's answer. More wait for a
+    # slot before they start: an overloaded matcher queues requests instead of piling them onto its workers
+    # and the authority, where the wait would count against the authority's deadline and end in 503s.
+    in_flight: anyio.Semaphore
