@@ -64,8 +64,10 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
 def _to_rgb(image: Image.Image) -> np.ndarray:
     if image.mode in _SIXTEEN_BIT_MODES:
         # Pillow's convert("L") clips 16-bit levels at 255 (a white image); rescale the full range instead.
+        # Mode "I" is 32-bit: levels beyond 16 bits (a TIFF, say) are scaled by their own maximum.
         levels = np.asarray(image).astype(np.float64)
-        gray = np.clip(np.rint(levels / 257.0), 0, 255).astype(np.uint8)
+        top = float(levels.max()) if levels.size else 0.0
+        gray = np.clip(np.rint(levels / (257.0 if top <= 65535 else top / 255.0)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         # Transparent pixels carry arbitrary colour; a white backdrop looks like a photo studio wall.

@@ -47,6 +47,15 @@ def test_sixteen_bit_grayscale_keeps_its_levels_instead_of_clipping_to_white(tom
     assert np.array_equal(pixels[:, :, 1], np.asarray(tom.convert("L")))
 
 
+def test_thirty_two_bit_grayscale_keeps_its_levels(tom: Image.Image, tmp_path: Path) -> None:
+    gray = np.asarray(tom.convert("L"), dtype=np.int32)
+    wide = Image.fromarray(gray * (1 << 20), mode="I")  # levels up to 2^28: beyond 16 bits
+    wide.save(tmp_path / "wide.tiff")
+    pixels = read_image(tmp_path / "wide.tiff")
+    expected = np.rint(gray * 255.0 / gray.max()).astype(int)
+    assert np.abs(pixels[:, :, 0].astype(int) - expected).max() <= 1
+
+
 def test_sixteen_bit_rgb_keeps_its_colours(tom: Image.Image) -> None:
     assert np.array_equal(read_image(sixteen_bit_rgb_png(tom)), np.asarray(tom))
 
