@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import secrets
@@ -14,11 +15,19 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from veilface.client.api import DEFAULT_SERVER, Client, ProbeRefusedError
 from veilface.client.samples import DemoCase
-from veilface.crypto import DecisionRecord, VeilfaceError
+from veilface.crypto import (
+    DecisionRecord,
+    FaceError,
+    ImageError,
+    InvalidEmbeddingError,
+    ServiceError,
+    VeilfaceError,
+)
 
 log = logging.getLogger("veilface.client")
 
@@ -96,6 +105,77 @@ def enroll(
         typer.echo(json.dumps(enrollment.__dict__))
     else:
         typer.echo(f"enrolled {enrollment.subject_id} (key {enrollment.key_id}, model {enrollment.model_id})")
+
+
+BATCH_COLUMNS = ("subject_id", "image")
+# Answers about one row (subject exists, template refused or too large); any other stops the batch.
+ROW_STATUSES = frozenset({409, 413, 422})
+
+
+def _batch_rows(listing: Path) -> list[tuple[str, Path]]:
+    """``subject_id,image`` rows (header first); image paths relative to the listing's directory."""
+    try:
+        with listing.open(newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream)
+            header = {name.strip() for name in reader.fieldnames or ()}
+            if not set(BATCH_COLUMNS) <= header:
+                raise _error(f"{listing} must be a CSV file whose header has the columns subject_id,image", 2)
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise _error(f"cannot read {listing}: {exc}", 2) from None
+    out = []
+    for number, row in enumerate(rows, start=2):
+        subject, image = row.get("subject_id", ""), row.get("image", "")
+        if not subject or not image:
+            raise _error(f"{listing}, line {number}: subject_id and image must both be given", 2)
+        out.append((subject, listing.parent / image))
+    return out
+
+
+def enroll_batch(
+    listing: Annotated[Path, typer.Argument(metavar="CSV", help="Rows of subject_id,image (a header line first).")],
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = "",
+    authority_key: AuthorityKeyOption = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace existing templates (admin scope).")] = False,
+    backend: BackendOption = "dlib",
+    model: ModelOption = None,
+    take_largest: LargestOption = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one result per row as JSON.")] = False,
+) -> None:
+    """Enrol every row of CSV, each face embedded and encrypted here. A row that fails (no face, an existing
+    subject, ...) is reported and the others go on; exit 0 if every row was enrolled, 3 otherwise."""
+    rows = _batch_rows(listing)
+    results: list[dict[str, str | bool]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with _client(server, token, authority_key, backend, model) as client:
+        with Progress(*columns, console=stderr, transient=True) as progress:
+            task = progress.add_task("enrolling", total=len(rows))
+            for number, (subject, image) in enumerate(rows):
+                first = " (loading the face model first)" if number == 0 else ""
+                progress.update(task, description=f"enrolling {subject}{first}")
+                result: dict[str, str | bool] = {"subject_id": subject, "image": str(image)}
+                try:
+                    enrollment = client.enroll(subject, image, replace=replace, take_largest=take_largest)
+                except (ImageError, FaceError, InvalidEmbeddingError) as exc:
+                    result.update(enrolled=False, error=exc.message)
+                except ServiceError as exc:
+                    if exc.status not in ROW_STATUSES:
+                        raise  # the matcher, the token or the trust is at fault, not this row: stop
+                    result.update(enrolled=False, error=exc.message)
+                else:
+                    result.update(enrolled=True, **enrollment.__dict__)
+                results.append(result)
+                progress.advance(task)
+    failed = [r for r in results if not r["enrolled"]]
+    if json_out:
+        typer.echo(json.dumps(results))
+    else:
+        for r in failed:
+            typer.echo(f"{r['subject_id']}: not enrolled: {r['error']}", err=True)
+        typer.echo(f"enrolled {len(results) - len(failed)} of {len(results)}")
+    if failed:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def verify(
@@ -176,7 +256,8 @@ def _run_demo_cases(
     rows: list[tuple[str, str, str, str]] = []
     failures = 0
     with Client(server, token=token, authority_key=authority_key) as client:
-        client.embed(cases[0].enrol_image)  # load the face model before timing
+        with stderr.status("loading the face model"):
+            client.embed(cases[0].enrol_image)  # load it before timing
         for number, case in enumerate(cases, start=1):
             subject = f"demo-subject-{number}"
             client.enroll(subject, case.enrol_image)
@@ -193,6 +274,7 @@ def _run_demo_cases(
 
 def register(app: typer.Typer) -> None:
     app.command()(enroll)
+    app.command("enroll-batch")(enroll_batch)
     app.command()(verify)
     app.command()(delete)
     app.command()(demo)

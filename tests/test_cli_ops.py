@@ -179,6 +179,54 @@ def test_demo_refuses_to_overwrite_kept_keys(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == before  # nothing staged is left behind
 
 
+def test_enroll_batch_enrols_good_rows_and_reports_the_others(
+    deployment: Deployment, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    assert deployment.run("enroll", "batch-taken", str(photos["tom"])).exit_code == 0
+    listing = tmp_path / "people.csv"
+    rows = [
+        ("batch-tom", photos["tom"]),  # absolute paths work, relative ones are read from the CSV's folder
+        ("batch-junk", photos["junk"]),
+        ("batch-group", photos["group"]),
+        ("batch-taken", photos["tom"]),
+    ]
+    listing.write_text("subject_id,image\n" + "".join(f"{subject},{image}\n" for subject, image in rows))
+    result = deployment.run("enroll-batch", str(listing), "--json")
+    assert result.exit_code == 3, result.output
+    answers = json.loads(result.stdout)  # the JSON alone on standard output
+    assert [(a["subject_id"], a["enrolled"]) for a in answers] == [
+        ("batch-tom", True), ("batch-junk", False), ("batch-group", False), ("batch-taken", False)
+    ]  # fmt: skip
+    assert "6 faces" in answers[2]["error"] and "409" in answers[3]["error"]
+    assert deployment.run("verify", "batch-tom", str(photos["tom_mirrored"])).exit_code == 0
+    assert deployment.run("verify", "batch-group", str(photos["tom"])).exit_code == 3  # never enrolled
+
+    (tmp_path / "relative.png").write_bytes(photos["tom"].read_bytes())
+    listing.write_text("subject_id,image\nbatch-relative,relative.png\n")
+    done = deployment.run("enroll-batch", str(listing))
+    assert done.exit_code == 0, done.output
+    assert "enrolled 1 of 1" in done.stdout
+
+
+def test_enroll_batch_refuses_a_bad_listing(deployment: Deployment, tmp_path: Path) -> None:
+    listing = tmp_path / "bad.csv"
+    listing.write_text("name,photo\nx,y.png\n")
+    result = deployment.run("enroll-batch", str(listing))
+    assert result.exit_code == 2 and "subject_id,image" in result.stderr
+    listing.write_text("subject_id,image\nx,\n")
+    assert deployment.run("enroll-batch", str(listing)).exit_code == 2
+    assert deployment.run("enroll-batch", str(tmp_path / "missing.csv")).exit_code == 2
+
+
+def test_enroll_batch_stops_when_the_matcher_is_at_fault(
+    deployment: Deployment, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    listing = tmp_path / "stop.csv"
+    listing.write_text(f"subject_id,image\nstop-a,{photos['tom']}\nstop-b,{photos['tom']}\n")
+    result = deployment.run("enroll-batch", str(listing), env={"VEILFACE_TOKEN": "wrong-token-wrong-token"})
+    assert result.exit_code == 3 and result.stderr.count("401") == 1  # one error line, not one per row
+
+
 def test_scaled_probe_is_refused_end_to_end(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
     """A client that skips normalisation (or scales its probe) gets 422 and the CLI exits 4."""
     key = deployment.keys / "public" / "signing.pub"
