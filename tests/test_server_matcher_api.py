@@ -28,6 +28,7 @@ from server_fixtures import (
 )
 
 import veilface.crypto as vc
+from veilface.server import wire
 from veilface.server.keystore import read_verify_key
 from veilface.server.matcher.authority_client import AuthorityClient
 
@@ -372,6 +373,23 @@ async def test_authority_answers_are_relayed_or_refused(
         response = await enrol(s, "nina", unit(np.random.default_rng(12)))
         problem(response, expected_status, slug)
         assert "retry-after" not in response.headers or expected_status == 503
+
+    # The same answers to a verification, after an enrolment the authority accepted.
+    calls = 0
+
+    def enrol_then_answer(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            return httpx.Response(status, json=body)
+        accepted = {"request_id": request.headers[wire.REQUEST_ID], "purpose": "enrol", "outcome": "normalised"}
+        return httpx.Response(200, json={**accepted, "record": None})
+
+    transport = _authority_answering(enrol_then_answer)
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path / "verify", authority_transport=transport) as s:
+        face = unit(np.random.default_rng(13))
+        assert (await enrol(s, "otto", face)).status_code == 201
+        problem(await verify(s, "otto", s.client_cipher.encrypt(face)), expected_status, slug)
 
 
 async def test_a_forged_decision_is_not_relayed(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:
