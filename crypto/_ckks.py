@@ -41,6 +41,25 @@ from ._seal_io import SealFiles, check_ciphertext_layout, ciphertext_polys, ciph
 SCHEME = "ckks"
 
 
+class _HalfMonomial:
+    """X^(N/2), which moves a value from coefficient 0 to coefficient N/2, and what reading N/2 needs.
+
+    Its slots alternate i, -i (SEAL's slot k is the root zeta^(3^k)), so encoding them at scale 1 gives the
+    monomial exactly; its NTT values are +-I with I^2 = -1 mod q. Coefficient N/2 of m is
+    N^-1 <NTT(m), NTT(X^-(N/2))>, and X^-(N/2) = -X^(N/2): ``readout`` holds those weights per prime.
+    """
+
+    def __init__(self, encoder: sealapi.CKKSEncoder, parms_id: list[int], n: int, primes: list[int]) -> None:
+        self.plain = sealapi.Plaintext()
+        encoder.encode([1j, -1j] * (n // 4), parms_id, 1.0, self.plain)
+        values = np.array([self.plain.data(i) for i in range(n * len(primes))], dtype=np.uint64)
+        self.values = values.reshape(len(primes), n)
+        self.readout = [Weights((q - row) % np.uint64(q)) for row, q in zip(self.values, primes, strict=True)]
+        # For masks: per prime, I (the value at position 0) and a position where the value is -I.
+        self.plus_i = [int(row[0]) for row in self.values]
+        self.minus_i_at = [int(np.flatnonzero(row != row[0])[0]) for row in self.values]
+
+
 class _CkksBase:
     def __init__(self, bundle: KeyBundle, role: Role) -> None:
         if bundle.role is not role:
@@ -56,16 +75,9 @@ class _CkksBase:
         self._scale = 2.0**preset.scale_bits
         self._files = SealFiles()
         self._encoder = sealapi.CKKSEncoder(self._seal)
-        # X^(N/2) in NTT form, per prime: its slots alternate i, -i (SEAL's slot k is the root zeta^(3^k)), so
-        # encoding them at scale 1 gives the monomial exactly. Its values are +-I with I^2 = -1 mod q.
-        self._half_plain = sealapi.Plaintext()
-        self._encoder.encode([1j, -1j] * (self._n // 4), self._parms_id, 1.0, self._half_plain)
-        values = np.array([self._half_plain.data(i) for i in range(self._n * len(self._primes))], dtype=np.uint64)
-        self._half_monomial = values.reshape(len(self._primes), self._n)
-        # Coefficient N/2 of m is N^-1 <NTT(m), NTT(X^-(N/2))>, and X^-(N/2) = -X^(N/2).
-        self._half_readout = [
-            Weights((q - row) % np.uint64(q)) for row, q in zip(self._half_monomial, self._primes, strict=True)
-        ]
+
+    def _half_monomial(self) -> _HalfMonomial:
+        return _HalfMonomial(self._encoder, self._parms_id, self._n, self._primes)
 
     @property
     def ciphertext_bytes(self) -> int:
@@ -144,6 +156,8 @@ class CkksMatcherCipher(_CkksBase):
         if not self._conjugation_keys.has_key(2 * self._n - 1):
             raise ConfigurationError("evaluation bundle's conjugation.bin holds no conjugation key")
         self._product_scale = self._scale * self._scale
+        self._half = self._half_monomial()
+        self._inverse_of_two = [pow(2, -1, q) for q in self._primes]
         self._stock: dict[int, list[tuple[sealapi.Plaintext, sealapi.Ciphertext]]] = {1: [], 2: []}
 
     def _open(self, data: bytes) -> sealapi.Ciphertext:
@@ -220,7 +234,7 @@ class CkksMatcherCipher(_CkksBase):
             self._encoder.encode(-factor * threshold * 2.0 / self._n, part.parms_id(), part.scale, plain_threshold)
             self._evaluator.add_plain_inplace(part, plain_threshold)
             if j == 1:  # to coefficient N/2
-                self._evaluator.multiply_plain_inplace(part, self._half_plain)
+                self._evaluator.multiply_plain_inplace(part, self._half.plain)
             if result is None:
                 result = part
             else:
@@ -243,7 +257,7 @@ class CkksMatcherCipher(_CkksBase):
         for i, q in enumerate(self._primes):
             sums = [sum_mod(polys[0, i], q)]
             if readouts == 2:
-                sums.append(self._half_readout[i].dot(polys[0, i], q))
+                sums.append(self._half.readout[i].dot(polys[0, i], q))
             out.append(np.array(sums, dtype="<u8").tobytes() + polys[1, i].astype("<u8").tobytes())
         return b"".join(out)
 
@@ -288,18 +302,15 @@ class CkksMatcherCipher(_CkksBase):
             if readouts == 1:
                 values[-1] = np.uint64((target0 - sum_mod(values[:-1], q)) % q)
             else:
-                monomial = self._half_monomial[i]
-                plus_i = int(monomial[0])
-                b = int(np.flatnonzero(monomial != monomial[0])[0])
+                b = self._half.minus_i_at[i]
                 values[0] = values[b] = 0
                 rest_sum = sum_mod(values, q)
-                rest_weighted = self._half_readout[i].dot(values, q)
+                rest_weighted = self._half.readout[i].dot(values, q)
                 target1 = self._n * int(constants[1]) % q
-                half = pow(2, -1, q)
                 total = (target0 - rest_sum) % q
-                difference = plus_i * (target1 - rest_weighted) % q
-                values[0] = np.uint64((total + difference) * half % q)
-                values[b] = np.uint64((total - difference) * half % q)
+                difference = self._half.plus_i[i] * (target1 - rest_weighted) % q
+                values[0] = np.uint64((total + difference) * self._inverse_of_two[i] % q)
+                values[b] = np.uint64((total - difference) * self._inverse_of_two[i] % q)
             parts.append(values)
         return self._files.plaintext_from_ntt(self._seal, self._parms_id, np.concatenate(parts), scale)
 
@@ -318,7 +329,7 @@ class CkksAuthorityCipher(_CkksBase):
         # Per prime: s, for coefficient 0, and s * NTT(X^-(N/2)), for coefficient N/2.
         self._key = [
             (Weights(row), Weights(mul_mod_exact(row, half.values, q)))
-            for row, half, q in zip(rows, self._half_readout, self._primes, strict=True)
+            for row, half, q in zip(rows, self._half_monomial().readout, self._primes, strict=True)
         ]
         self._n_inverse = [pow(self._n, -1, q) for q in self._primes]
         self._modulus = math.prod(self._primes)

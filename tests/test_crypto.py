@@ -289,7 +289,7 @@ def test_half_monomial_is_x_to_the_n_over_2(default_keys: vc.KeySet) -> None:
     """The matcher's X^(N/2), encoded from slots, against SEAL's NTT of the monomial itself (a BFV context)."""
     matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
     q, n = matcher._primes[0], 4096
-    ntt = [int(v) for v in matcher._half_monomial[0]]
+    ntt = [int(v) for v in matcher._half.values[0]]
     assert _coefficients(ntt, [n // 2], q) == [1]
     assert _coefficients(ntt, [0, 1, n // 2 - 1, n // 2 + 1, n - 1], q) == [0] * 5
 
