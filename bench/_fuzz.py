@@ -14,7 +14,6 @@ hypothesis and schemathesis are development dependencies, imported only when fuz
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import io
 import json
@@ -42,6 +41,7 @@ from veilface.bench._faults import (
 )
 from veilface.server import wire
 from veilface.server.keystore import write_keyset
+from veilface.server.matcher.app import public_keys_answer
 from veilface.server.settings import sqlite_url
 
 if TYPE_CHECKING:
@@ -339,15 +339,7 @@ def parser_targets(keyset: vc.KeySet, scratch: Path) -> list[ParserTarget]:
         answer_bodies,
     )
 
-    public_answer = {
-        "key_id": keyset.key_id,
-        "preset": keyset.public.preset,
-        "model_id": MODEL_ID,
-        "dimension": DIMENSION,
-        "description": keyset.description.to_dict(),
-        "signature": keyset.signature,
-        "bundle": base64.b64encode(keyset.public.context).decode(),
-    }
+    public_answer = public_keys_answer(keyset.public, keyset.description, keyset.signature)
 
     def matcher_answers(bodies: tuple[int, bytes, bytes]) -> None:
         status, keys_body, other_body = bodies

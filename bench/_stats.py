@@ -73,6 +73,14 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def targets_table(targets: Sequence[dict[str, Any]]) -> str:
+    """Issue 7's targets (``target``, ``measured``, ``met``) as a markdown table."""
+    return markdown_table(
+        ["issue 7 target", "measured", "met"],
+        [[row["target"], row["measured"], "yes" if row["met"] else "NO"] for row in targets],
+    )
+
+
 def emit(
     report: dict[str, Any],
     *,

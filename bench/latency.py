@@ -43,7 +43,7 @@ from veilface.bench._services import (
     matcher_stage_means,
     stderr_progress,
 )
-from veilface.bench._stats import emit, machine, markdown_table, percentiles, timed
+from veilface.bench._stats import emit, machine, markdown_table, percentiles, targets_table, timed
 from veilface.bench.crypto import _TensealDot
 from veilface.client.faces import BACKENDS, StagedFaceEmbedder, embed_single, load_embedder
 from veilface.client.samples import sample_images
@@ -401,10 +401,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         markdown_table(["bytes", "encrypted", "plaintext stand-in"], byte_rows),
         "",
-        markdown_table(
-            ["issue 7 target", "measured", "met"],
-            [[row["target"], row["measured"], "yes" if row["met"] else "NO"] for row in report["issue_7_targets"]],
-        ),
+        targets_table(report["issue_7_targets"]),
     ]
     return "\n".join(lines) + "\n"
 

@@ -46,7 +46,7 @@ from veilface.bench._services import (
     stderr_progress,
     tree_cpu_s,
 )
-from veilface.bench._stats import emit, machine, markdown_table, percentiles
+from veilface.bench._stats import emit, machine, markdown_table, percentiles, targets_table
 from veilface.server.launch import RunningServices
 from veilface.server.settings import DEFAULT_THRESHOLDS
 
@@ -403,10 +403,7 @@ def markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{cores:.2f} cores in the {name} segments" for name, cores in report["other_load_cores"].items())
         + " (0 when undisturbed).",
         "",
-        markdown_table(
-            ["issue 7 target", "measured", "met"],
-            [[item["target"], item["measured"], "yes" if item["met"] else "NO"] for item in report["issue_7_targets"]],
-        ),
+        targets_table(report["issue_7_targets"]),
     ]
     return "\n".join(lines) + "\n"
 

@@ -77,22 +77,28 @@ def files_holding(root: Path, markers: Iterable[bytes]) -> dict[str, int]:
     return found
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every live process below it (a service and its worker pool), from /proc."""
-    children: dict[int, list[int]] = {}
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (zombies, already gone but not yet reaped, excluded), from /proc."""
+    parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, queue = [pid], [pid]
+            if fields[0] != "Z":
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, queue = set(), [pid]
     while queue:
-        for child in children.get(queue.pop(), []):
-            tree.append(child)
+        for child in parents.get(queue.pop(), []):
+            found.add(child)
             queue.append(child)
-    return tree
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live process below it (a service and its worker pool)."""
+    return [pid, *sorted(descendants(pid))]
 
 
 _MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \d+\s*(.*)$")

@@ -211,6 +211,16 @@ def postgres_url() -> Iterator[str]:
     drop_veilface_tables(url)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
+    """Both services' database settings for start_services(env=...), and the matcher's database URL (for
+    scanning or reopening it): SQLite in the data directory, or the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return {}, f"sqlite:///{tmp_path / 'data' / 'matcher' / 'matcher.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return {"VEILFACE_MATCHER_DATABASE_URL": url, "VEILFACE_AUTHORITY_DATABASE_URL": url}, url
+
+
 def drop_veilface_tables(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:

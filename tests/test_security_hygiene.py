@@ -34,9 +34,10 @@ from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, near, unit, unnorm
 import veilface.crypto as vc
 from veilface.client.api import Client, ProbeRefusedError
 from veilface.server.launch import RunningServices, start_services
+from veilface.server.matcher.app import public_keys_answer
 
 pytestmark = pytest.mark.e2e
-keyset, keys_dir, postgres_url = sf.keyset, sf.keys_dir, sf.postgres_url
+keyset, keys_dir, postgres_url, database = sf.keyset, sf.keys_dir, sf.postgres_url, sf.database
 
 
 def client(
@@ -59,15 +60,6 @@ def enrolled(session: Client, subject: str) -> bool:
         assert exc.status == 404
         return False
     return True
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
-    """The services' database settings, and the matcher's database URL."""
-    if request.param == "sqlite":
-        return {}, f"sqlite:///{tmp_path / 'data' / 'matcher' / 'matcher.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return {"VEILFACE_MATCHER_DATABASE_URL": url, "VEILFACE_AUTHORITY_DATABASE_URL": url}, url
 
 
 def test_nothing_the_matcher_holds_or_writes_contains_the_secret_key_or_an_embedding(
@@ -223,15 +215,7 @@ def test_a_client_given_the_wrong_authority_key_encrypts_nothing(
 
 def published(keyset: vc.KeySet, **changes: object) -> dict[str, object]:
     """A /v1/keys/public answer for ``keyset``, with fields replaced by ``changes``."""
-    body: dict[str, object] = {
-        "key_id": keyset.key_id,
-        "preset": keyset.public.preset,
-        "model_id": MODEL_ID,
-        "dimension": DIMENSION,
-        "description": keyset.description.to_dict(),
-        "signature": keyset.signature,
-        "bundle": base64.b64encode(keyset.public.context).decode(),
-    }
+    body: dict[str, object] = public_keys_answer(keyset.public, keyset.description, keyset.signature)
     return body | changes
 
 

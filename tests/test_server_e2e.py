@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from security_helpers import database_values
+from security_helpers import database_values, descendants
 from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, auth, near, octets, unit, unnormalised_ckks
 
 import veilface.crypto as vc
@@ -36,26 +36,7 @@ from veilface.server.keystore import read_bundle, read_public_description, read_
 from veilface.server.launch import start_services
 
 pytestmark = pytest.mark.e2e
-keyset, keys_dir, postgres_url = sf.keyset, sf.keys_dir, sf.postgres_url
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid``, from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, queue = set(), [pid]
-    while queue:
-        for child in parents.get(queue.pop(), []):
-            found.add(child)
-            queue.append(child)
-    return found
+keyset, keys_dir, postgres_url, database = sf.keyset, sf.keys_dir, sf.postgres_url, sf.database
 
 
 def pool_workers(pid: int) -> set[int]:
@@ -79,15 +60,6 @@ def port_is_free(url: str) -> bool:
         except OSError:
             return False
     return True
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
-    """The services' database settings, and the matcher's database URL for scanning."""
-    if request.param == "sqlite":
-        return {}, f"sqlite:///{tmp_path / 'data' / 'matcher' / 'matcher.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return {"VEILFACE_MATCHER_DATABASE_URL": url, "VEILFACE_AUTHORITY_DATABASE_URL": url}, url
 
 
 def test_end_to_end_on_real_processes(

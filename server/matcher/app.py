@@ -12,9 +12,9 @@ import anyio
 import httpx
 from fastapi import FastAPI
 
-from veilface.crypto import CkksClientCipher, ConfigurationError
+from veilface.crypto import CkksClientCipher, ConfigurationError, KeyBundle, PublicDescription
 from veilface.server.auth import OperatorAuth
-from veilface.server.keystore import MatcherKeys, load_matcher_keys
+from veilface.server.keystore import load_matcher_keys
 from veilface.server.matcher import routes_health, routes_keys, routes_metrics, routes_subjects
 from veilface.server.matcher.authority_client import AuthorityClient
 from veilface.server.matcher.engine import MatcherEngine
@@ -31,15 +31,16 @@ log = logging.getLogger("veilface.matcher")
 IN_FLIGHT_PER_WORKER = 4
 
 
-def _public_keys(keys: MatcherKeys) -> dict[str, Any]:
+def public_keys_answer(public: KeyBundle, description: PublicDescription, signature: str) -> dict[str, Any]:
+    """The body of ``GET /v1/keys/public``: the public bundle and the authority's signed description of it."""
     return {
-        "key_id": keys.description.key_id,
-        "preset": keys.description.preset,
-        "model_id": keys.description.model_id,
-        "dimension": keys.description.dimension,
-        "description": keys.description.to_dict(),
-        "signature": keys.signature,
-        "bundle": base64.b64encode(keys.public.context).decode(),
+        "key_id": description.key_id,
+        "preset": description.preset,
+        "model_id": description.model_id,
+        "dimension": description.dimension,
+        "description": description.to_dict(),
+        "signature": signature,
+        "bundle": base64.b64encode(public.context).decode(),
     }
 
 
@@ -100,7 +101,7 @@ def create_matcher_app(
                 store=store,
                 pseudonyms=pseudonyms,
                 authority=authority,
-                public_keys=_public_keys(keys),
+                public_keys=public_keys_answer(keys.public, keys.description, keys.signature),
                 in_flight=anyio.Semaphore(IN_FLIGHT_PER_WORKER * settings.matcher_workers),
             )
             log.info(
