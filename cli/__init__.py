@@ -1,0 +1,1 @@
+"""veilface.cli: the only place the ``veilface`` command is assembled (docs/design.md, "Architecture")."""
