@@ -7,7 +7,8 @@ Two layouts, never downloaded:
 - a single recognition ``.onnx`` file (or a directory holding only one): dlib detects the face and its
   68-point model gives ArcFace's five points (eye centres, nose tip, mouth corners).
 
-Faces are aligned with ``insightface.utils.face_align.norm_crop`` to ArcFace's reference points.
+Faces are aligned with ``insightface.utils.face_align.norm_crop`` to ArcFace's reference points. The
+default threshold (with where it comes from) is :data:`veilface.protocol.face_models.ARCFACE`'s.
 """
 
 from __future__ import annotations
@@ -24,24 +25,17 @@ import dlib
 import numpy as np
 
 from veilface.crypto import ModelNotFoundError
+from veilface.protocol.face_models import ARCFACE
 
-from ._dlib_backend import LANDMARKS_68_FILE, DlibDetector, box_of, model_file
+from ._dlib_detector import LANDMARKS_68_FILE, DlibDetector, box_of, model_file
+from ._face_base import Face, StagedFaceEmbedder, StageTimer, clip_box, unit_embedding
 from ._images import detection_view
-from .faces import Face, StagedFaceEmbedder, StageTimer, clip_box, unit_embedding
 
 logger = logging.getLogger(__name__)
 
 #: Environment variable naming the model pack directory or recognition ``.onnx`` file.
 MODEL_ENV = "VEILFACE_INSIGHTFACE_MODEL"
 DEFAULT_PACK = Path("~/.insightface/models/buffalo_l")
-
-#: Cosine similarity above which two ArcFace embeddings are taken to be the same person.
-#:
-#: Source: insightface publishes no verification threshold. deepface, which runs the same buffalo_l
-#: recognition model (w600k_r50), tuned cosine distance 0.55 for it (``deepface/config/threshold.py``,
-#: "Buffalo_L"), i.e. similarity 0.45. It is a starting point for buffalo_l only: any other recognition
-#: model, and any deployment, should be calibrated with ``veilface calibrate``.
-DEFAULT_THRESHOLD = 0.45
 
 #: What insightface's packs hold (from its model zoo), to say which files a missing pack should contain.
 PACK_FILES = {
@@ -78,12 +72,12 @@ def resolve_model_path(model_path: str | os.PathLike[str] | None) -> Path:
 
 
 def model_id_for(recognition_file: Path, dimension: int) -> str:
-    """``arcface-<first 12 hex of the file's SHA-256>-<dimension>``: changes whenever the weights do."""
+    """``arcface-<first 12 hex of the file's SHA-256>-<dimension>`` (the table's ``ARCFACE`` family)."""
     digest = hashlib.sha256()
     with recognition_file.open("rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
-    return f"arcface-{digest.hexdigest()[:12]}-{dimension}"
+    return f"{ARCFACE.model_id}-{digest.hexdigest()[:12]}-{dimension}"
 
 
 def five_points_from_68(points: np.ndarray) -> np.ndarray:
@@ -228,7 +222,7 @@ class InsightfaceEmbedder(StagedFaceEmbedder):
         self.dimension = int(probe.reshape(-1).shape[0])
         self.model_id = model_id_for(recognition_file, self.dimension)
         self.backend = "insightface"
-        self.default_threshold = DEFAULT_THRESHOLD
+        self.default_threshold = ARCFACE.default_threshold
         self.recognition_file = recognition_file
         self.detector_name = "scrfd" if detector is not None else "dlib-hog+68-landmarks"
 

@@ -8,26 +8,26 @@ Two backends share one interface:
   (detector and recognition model) or a single recognition ``.onnx`` file (then dlib detects the face and
   its 68-point model gives ArcFace's five alignment points). Nothing is ever downloaded.
 
-Every embedding carries its backend's ``model_id``; templates of different models never compare.
-The face policy for enrolment and verification is :func:`single_face` (:func:`embed_single`).
+Every embedding carries its backend's ``model_id`` (model facts: :mod:`veilface.protocol.face_models`);
+templates of different models never compare. The face policy for enrolment and verification is
+:func:`single_face` (:func:`embed_single`).
+
+This module is the factory: :func:`load_embedder` imports a backend module only when it is chosen. What the
+backends share (:class:`Face`, :class:`FaceEmbedder`, :class:`StagedFaceEmbedder`) lives in ``_face_base``
+and is re-exported here.
 """
 
 from __future__ import annotations
 
-import abc
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from veilface.crypto import ConfigurationError, FaceError, InvalidEmbeddingError
+from veilface.crypto import ConfigurationError, FaceError
 
-from ._images import ImageSource, describe_source, read_image
+from ._face_base import STAGES, Face, FaceEmbedder, StagedFaceEmbedder, StageTimer, unit_embedding
+from ._images import ImageSource, decode_image, describe_source, read_image
 
 __all__ = [
     "BACKENDS",
@@ -38,8 +38,10 @@ __all__ = [
     "ImageSource",
     "StageTimer",
     "StagedFaceEmbedder",
+    "decode_image",
     "embed_single",
     "load_embedder",
+    "read_image",
     "single_face",
     "unit_embedding",
 ]
@@ -48,102 +50,6 @@ BACKENDS = ("dlib", "insightface")
 
 #: Smallest face, in pixels across (the longer side of its box), accepted for enrolment and verification.
 DEFAULT_MIN_FACE = 64
-
-#: Pipeline stages timed by :meth:`StagedFaceEmbedder.faces_with_timings`, in order.
-STAGES = ("decode", "detect", "landmarks", "embed")
-
-
-@dataclass(frozen=True, eq=False)
-class Face:
-    """One detected face: where it is, how sure the detector was, and its embedding.
-
-    ``box`` is (left, top, right, bottom) in the original image's pixels, clipped to the image.
-    The embedding is left out of ``repr`` so that a logged face never leaks it.
-    """
-
-    box: tuple[int, int, int, int]
-    score: float
-    embedding: np.ndarray = field(repr=False)
-
-    @property
-    def size(self) -> int:
-        """The longer side of the box, in pixels."""
-        left, top, right, bottom = self.box
-        return max(right - left, bottom - top)
-
-
-@runtime_checkable
-class FaceEmbedder(Protocol):
-    """What enrolment, verification and calibration need from a face model."""
-
-    model_id: str
-    dimension: int
-    backend: str
-    default_threshold: float
-
-    def faces(self, image: ImageSource) -> list[Face]:
-        """Every detected face with its L2-normalised float64 embedding, largest first."""
-        ...
-
-
-class StageTimer:
-    """Wall-clock seconds spent per pipeline stage, accumulated over one image."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-
-
-class StagedFaceEmbedder(abc.ABC):
-    """Base of the built-in backends: decode once, then detect, locate landmarks and embed."""
-
-    model_id: str
-    dimension: int
-    backend: str
-    default_threshold: float
-
-    def faces(self, image: ImageSource) -> list[Face]:
-        """Every detected face with its L2-normalised float64 embedding, largest first."""
-        return self.faces_with_timings(image)[0]
-
-    def faces_with_timings(self, image: ImageSource) -> tuple[list[Face], dict[str, float]]:
-        """Like :meth:`faces`, plus the seconds spent in each of :data:`STAGES`."""
-        timer = StageTimer()
-        with timer.stage("decode"):
-            rgb = read_image(image)
-        found = self._faces_in(rgb, timer)
-        return sorted(found, key=lambda face: face.size, reverse=True), timer.seconds
-
-    @abc.abstractmethod
-    def _faces_in(self, rgb: np.ndarray, timer: StageTimer) -> list[Face]:
-        """Faces in an upright H x W x 3 uint8 RGB image, timing each stage on ``timer``."""
-
-
-def unit_embedding(raw: np.ndarray) -> np.ndarray:
-    """``raw`` as a float64 vector of length 1; refuses a zero or non-finite model output."""
-    vector = np.asarray(raw, dtype=np.float64).reshape(-1)
-    norm = float(np.linalg.norm(vector))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise InvalidEmbeddingError("the face model returned a zero or non-finite embedding")
-    return vector / norm
-
-
-def clip_box(box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
-    """Round a (left, top, right, bottom) box and keep it inside a width x height image."""
-    left, top, right, bottom = (round(value) for value in box)
-    return (
-        min(max(left, 0), width),
-        min(max(top, 0), height),
-        min(max(right, 0), width),
-        min(max(bottom, 0), height),
-    )
 
 
 _cache: dict[tuple[str, str], StagedFaceEmbedder] = {}

@@ -23,11 +23,14 @@ class FaceModel:
         return model_id.startswith(self.model_id + "-") if self.family else model_id == self.model_id
 
 
-#: dlib's 128-D ResNet. dlib documents descriptors of one person within Euclidean distance 0.6
-#: (``dnn_face_recognition_ex.cpp``; 99.38% on LFW). Its descriptors are not unit vectors (norms 1.32-1.59,
-#: median 1.44 on 22 faces); for two descriptors of norm n, ||a - b||^2 = 2 n^2 (1 - cos), so distance 0.6
-#: is cos > 1 - 0.6^2 / (2 * 1.44^2) = 0.913. (Read as unit vectors it would be 0.82, which lets 48 of the
-#: development set's 91 impostor pairs match.) deepface tunes the same model at similarity 0.93.
+#: dlib's 128-D ResNet. Threshold: dlib documents its ResNet as trained so that descriptors of one person
+#: lie within Euclidean distance 0.6 of each other (dlib's ``dnn_face_recognition_ex.cpp``; 99.38% on LFW).
+#: Its descriptors are not unit vectors: their norms measured 1.32-1.59, median 1.44, on 22 faces (the 15
+#: photos of the development set and the 7 faces of insightface's sample photos). For two descriptors of
+#: norm n, ||a - b||^2 = 2 n^2 (1 - cos), so ||a - b|| < 0.6 becomes cos > 1 - 0.6^2 / (2 * 1.44^2) = 0.913.
+#: (Reading them as unit vectors gives 1 - 0.6^2 / 2 = 0.82, which lets 48 of the development set's 91
+#: impostor pairs match.) deepface's own tuning of the same model (its ``config/threshold.py``) uses cosine
+#: distance 0.07, i.e. similarity 0.93.
 DLIB_RESNET = FaceModel(
     model_id="dlib-resnet-v1-128",
     dimension=128,
@@ -36,8 +39,10 @@ DLIB_RESNET = FaceModel(
 )
 
 #: ArcFace through insightface; ids are ``arcface-<sha256 prefix of the recognition file>-<dimension>``.
-#: insightface publishes no threshold; deepface tuned cosine distance 0.55 for buffalo_l (w600k_r50),
-#: similarity 0.45: a starting point for buffalo_l only.
+#: Threshold: insightface publishes none. deepface, which runs the same buffalo_l recognition model
+#: (w600k_r50), tuned cosine distance 0.55 for it (``deepface/config/threshold.py``, "Buffalo_L"), i.e.
+#: similarity 0.45. It is a starting point for buffalo_l only: any other recognition model should be
+#: calibrated.
 ARCFACE = FaceModel(
     model_id="arcface",
     dimension=512,

@@ -214,7 +214,7 @@ def test_models_load_where_pkg_resources_does_not_exist() -> None:
         else:
             raise SystemExit("the hook did not hide pkg_resources")
 
-        from veilface.client._dlib_backend import models_directory
+        from veilface.client._dlib_detector import models_directory
         from veilface.client.faces import embed_single, load_embedder
         from veilface.client.samples import sample_images
 

@@ -28,6 +28,7 @@ from veilface.client._insightface_backend import MODEL_ENV, five_points_from_68
 from veilface.client.faces import StagedFaceEmbedder, embed_single, load_embedder
 from veilface.client.samples import sample_images
 from veilface.crypto import FaceError, ModelNotFoundError
+from veilface.protocol.face_models import ARCFACE, find_model
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +67,7 @@ def test_a_recognition_file_loads_with_an_id_from_its_contents(models: Path, sin
     assert single_file.dimension == 512
     assert single_file.model_id == f"arcface-{sha12(models / 'recognition.onnx')}-512"
     assert single_file.default_threshold == pytest.approx(0.45)
+    assert find_model(single_file.model_id) is ARCFACE and single_file.default_threshold == ARCFACE.default_threshold
     assert load_embedder("insightface", model_path=models / "recognition.onnx") is single_file
 
 
