@@ -1,4 +1,4 @@
-"""CKKS ciphers: the constant-coefficient comparison of DESIGN.md section 3.
+"""CKKS ciphers: the constant-coefficient comparison of docs/design.md §3.3.
 
 A CKKS plaintext m(X) mod X^N + 1 holds N/2 slots, its evaluations at the primitive 2N-th roots (scaled by
 Delta). The constant coefficient is (1/N) times the sum of all N evaluations, i.e. (2/N) Re(sum of slots),

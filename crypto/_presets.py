@@ -83,7 +83,7 @@ PRESETS: dict[str, Preset] = {
             poly_modulus_degree=4096,
             coeff_mod_bit_sizes=(60, 49),
             scale_bits=29,
-            note="default: 66 KB probes, score error ~6e-6 at 512-D (DESIGN.md section 3)",
+            note="default: 66 KB probes, max score error 7.6e-6 at 512-D (docs/design.md §3.1, §7)",
         ),
         Preset(
             name="ckks-n8192-q60-60-60-d40",

@@ -165,7 +165,7 @@ class AuthoritySettings(_ServiceSettings):
     # Decisions granted per pseudonymous subject per window: a person retries a few times, not dozens.
     budget_per_subject: int = Field(default=10, ge=1)
     budget_subject_window: int = Field(default=3600, ge=1, description="seconds")
-    # Per operator token per day: key recovery with crafted ciphertexts needs ~2N answers (DESIGN.md §2).
+    # Per operator token per day: key recovery with crafted ciphertexts needs ~2N answers (docs/design.md §5.1).
     budget_per_token: int = Field(default=2000, ge=1)
     budget_token_window: int = Field(default=86400, ge=1, description="seconds")
     budget_global_per_minute: int = Field(default=600, ge=1)

@@ -34,7 +34,7 @@ def test_bench_latency_tiny(tmp_path: Path) -> None:
     assert {"probe", "template", "evaluation_bundle", "public_bundle"} <= set(report["bytes"])
     # Same photo enrolled and verified: every round matches, through both pipelines.
     assert report["matches"] == {"encrypted": 2, "plaintext": 2}
-    # The stand-in carries 128 float64 values; CKKS carries one N=4096 ciphertext (DESIGN.md section 3).
+    # The stand-in carries 128 float64 values; CKKS carries one N=4096 ciphertext (docs/design.md §3.2).
     assert report["plaintext_bytes"]["probe"] < 2_000 < 60_000 < report["bytes"]["probe"] < 70_000
     assert report["bytes"]["response"] > 0
     # Stages of one end-to-end run add up to (at most) its wall-clock total.

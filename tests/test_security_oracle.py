@@ -1,7 +1,7 @@
 """The authority as a one-bit oracle, and what bounds it: budgets, replay refusal, the audit log.
 
 Budgets are configured through the environment of real service processes. The key-recovery attack of
-DESIGN.md section 2 ("known limits") runs for real against the HTTP API with real CKKS, with ciphertexts
+docs/design.md §5.1 runs for real against the HTTP API with real CKKS, with ciphertexts
 crafted from the public bundle alone, and is cut off by the per-token and global budgets.
 """
 
@@ -209,11 +209,11 @@ async def test_a_replayed_request_id_is_refused_with_409(
     assert request_ids == [enrol_headers["x-request-id"], headers["x-request-id"]]
 
 
-# -- the crafted-ciphertext key recovery of DESIGN.md section 2 ----------------------------------------------
+# -- the crafted-ciphertext key recovery of docs/design.md §5.1 ----------------------------------------------
 
 
 class KeyRecoveryAttacker:
-    """Crafted templates and probes built from the public bundle alone (DESIGN.md section 2, known limits).
+    """Crafted templates and probes built from the public bundle alone (docs/design.md §5.1).
 
     Decryption is m = c0 + c1 s. The template encrypts the constant polynomial sqrt(U), U = Delta^2 2/N being
     the unit of the constant coefficient, so its squared norm is 1 and it passes enrolment. A probe encrypts

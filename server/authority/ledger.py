@@ -235,7 +235,7 @@ class TokenUse:
 
 def token_use(database: Database) -> list[TokenUse]:
     """Decisions per operator token: many subjects with one or two decisions each is what crafted-ciphertext
-    key recovery looks like (DESIGN.md section 2), as is a token that keeps running into its budget."""
+    key recovery looks like (docs/design.md §5.1), as is a token that keeps running into its budget."""
     granted = func.sum(case((audit_log.c.granted.is_(True), 1), else_=0))
     query = (
         select(
