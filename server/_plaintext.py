@@ -16,13 +16,13 @@ import typer
 from fastapi import FastAPI
 
 from veilface.crypto import PlaintextAuthorityCipher, PlaintextMatcherCipher
-from veilface.server._cli import Fd, ParentPid, serve
 from veilface.server.authority import create_authority_app
 from veilface.server.authority.engine import AuthorityEngine
 from veilface.server.keystore import load_authority_keys, load_matcher_keys
 from veilface.server.logs import configure_logging
 from veilface.server.matcher import create_matcher_app
 from veilface.server.matcher.engine import MatcherEngine
+from veilface.server.run import run_service
 from veilface.server.settings import AuthoritySettings, MatcherSettings
 
 VALUE_BYTES = 8  # the stand-in carries float64 values
@@ -49,6 +49,8 @@ def plaintext_authority_app(settings: AuthoritySettings) -> FastAPI:
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 Keys = Annotated[Path, typer.Option("--keys")]
 Data = Annotated[Path, typer.Option("--data")]
+Fd = Annotated[int | None, typer.Option("--fd")]
+ParentPid = Annotated[int | None, typer.Option("--exit-with-parent")]
 
 
 @cli.command("matcher")
@@ -58,7 +60,7 @@ def matcher(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid =
         configure_logging(settings.log_level)
         return plaintext_matcher_app(settings)
 
-    serve(build, host="127.0.0.1", port=0, fd=fd, certfile=None, keyfile=None, parent_pid=exit_with_parent)
+    run_service(build, fd=fd, parent_pid=exit_with_parent)
 
 
 @cli.command("authority")
@@ -68,7 +70,7 @@ def authority(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid
         configure_logging(settings.log_level)
         return plaintext_authority_app(settings)
 
-    serve(build, host="127.0.0.1", port=0, fd=fd, certfile=None, keyfile=None, parent_pid=exit_with_parent)
+    run_service(build, fd=fd, parent_pid=exit_with_parent)
 
 
 if __name__ == "__main__":
