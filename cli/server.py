@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from fastapi import FastAPI
 
 from veilface.cli.errors import EXIT_USAGE, fail
 from veilface.cli.options import CertFile, Data, Fd, Host, KeyFile, Keys, ParentPid, Port
 from veilface.server.launch import spawn_services
-from veilface.server.run import DEFAULT_MATCHER_PORT, authority_app, matcher_app, operator_token_file, run_service
+from veilface.server.run import DEFAULT_MATCHER_PORT, authority_app, matcher_app, operator_token_file, run_app
 
 serve_app = typer.Typer(help="Run the matcher, the authority, or both on this machine.", no_args_is_help=True)
 
@@ -25,52 +26,45 @@ def _check_tls(certfile: Path | None, keyfile: Path | None) -> None:
             raise fail(f"{path} does not exist", EXIT_USAGE)
 
 
-@serve_app.command("matcher")
-def serve_matcher(
-    keys: Keys,
-    host: Host = "127.0.0.1",
-    port: Port = DEFAULT_MATCHER_PORT,
-    data: Data[Path | None] = None,
-    ssl_certfile: CertFile = None,
-    ssl_keyfile: KeyFile = None,
-    fd: Fd = None,
-    exit_with_parent: ParentPid = None,
-) -> None:
-    """Run the matcher. DIR must hold only evaluation/ and public/ (never secret/)."""
-    _check_tls(ssl_certfile, ssl_keyfile)
-    run_service(
-        partial(matcher_app, keys, data),
-        host=host,
-        port=port,
-        fd=fd,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
-        parent_pid=exit_with_parent,
-    )
+def _add_service(name: str, build: Callable[[Path, Path | None], FastAPI], default_port: int, summary: str) -> None:
+    """``serve NAME``: one service in this process, its app ``build(keys, data)``."""
+
+    def command(
+        keys: Keys,
+        host: Host = "127.0.0.1",
+        port: Port = default_port,
+        data: Data[Path | None] = None,
+        ssl_certfile: CertFile = None,
+        ssl_keyfile: KeyFile = None,
+        fd: Fd = None,
+        exit_with_parent: ParentPid = None,
+    ) -> None:
+        _check_tls(ssl_certfile, ssl_keyfile)
+        run_app(
+            build(keys, data),
+            host=host,
+            port=port,
+            fd=fd,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            parent_pid=exit_with_parent,
+        )
+
+    serve_app.command(name, help=summary)(command)
 
 
-@serve_app.command("authority")
-def serve_authority(
-    keys: Keys,
-    host: Host = "127.0.0.1",
-    port: Port = DEFAULT_MATCHER_PORT + 1,
-    data: Data[Path | None] = None,
-    ssl_certfile: CertFile = None,
-    ssl_keyfile: KeyFile = None,
-    fd: Fd = None,
-    exit_with_parent: ParentPid = None,
-) -> None:
-    """Run the authority. DIR is the key ceremony's directory (it reads secret/)."""
-    _check_tls(ssl_certfile, ssl_keyfile)
-    run_service(
-        partial(authority_app, keys, data),
-        host=host,
-        port=port,
-        fd=fd,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
-        parent_pid=exit_with_parent,
-    )
+_add_service(
+    "matcher",
+    matcher_app,
+    DEFAULT_MATCHER_PORT,
+    "Run the matcher. DIR must hold only evaluation/ and public/ (never secret/).",
+)
+_add_service(
+    "authority",
+    authority_app,
+    DEFAULT_MATCHER_PORT + 1,
+    "Run the authority. DIR is the key ceremony's directory (it reads secret/).",
+)
 
 
 @serve_app.command("all")

@@ -16,13 +16,13 @@ import typer
 from fastapi import FastAPI
 
 from veilface.crypto import PlaintextAuthorityCipher, PlaintextMatcherCipher
+from veilface.server._serve import run_app
 from veilface.server.authority import create_authority_app
 from veilface.server.authority.engine import AuthorityEngine
 from veilface.server.keystore import load_authority_keys, load_matcher_keys
 from veilface.server.logs import configure_logging
 from veilface.server.matcher import create_matcher_app
 from veilface.server.matcher.engine import MatcherEngine
-from veilface.server.run import run_service
 from veilface.server.settings import AuthoritySettings, MatcherSettings
 
 VALUE_BYTES = 8  # the stand-in carries float64 values
@@ -55,22 +55,16 @@ ParentPid = Annotated[int | None, typer.Option("--exit-with-parent")]
 
 @cli.command("matcher")
 def matcher(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
-    def build() -> FastAPI:
-        settings = MatcherSettings(matcher_keys_dir=keys, matcher_data_dir=data)
-        configure_logging(settings.log_level)
-        return plaintext_matcher_app(settings)
-
-    run_service(build, fd=fd, parent_pid=exit_with_parent)
+    settings = MatcherSettings(matcher_keys_dir=keys, matcher_data_dir=data)
+    configure_logging(settings.log_level)
+    run_app(plaintext_matcher_app(settings), fd=fd, parent_pid=exit_with_parent)
 
 
 @cli.command("authority")
 def authority(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
-    def build() -> FastAPI:
-        settings = AuthoritySettings(authority_keys_dir=keys, authority_data_dir=data)
-        configure_logging(settings.log_level)
-        return plaintext_authority_app(settings)
-
-    run_service(build, fd=fd, parent_pid=exit_with_parent)
+    settings = AuthoritySettings(authority_keys_dir=keys, authority_data_dir=data)
+    configure_logging(settings.log_level)
+    run_app(plaintext_authority_app(settings), fd=fd, parent_pid=exit_with_parent)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,16 @@
-"""Run one service in this process: its settings (from the environment), its app, then uvicorn until SIGTERM.
+"""One service in this process: its app from the key directory and the environment, served by uvicorn.
 
-``veilface serve matcher`` is ``run_service(partial(matcher_app, keys, data), host=..., port=...)``; a
-service started by ``launch`` inherits its listening socket (``fd``) and exits with its supervisor (``parent_pid``).
-Bad keys or settings raise ``ConfigurationError`` before anything listens, naming the variable at fault.
+``veilface serve matcher`` is ``run_app(matcher_app(keys, data), host=..., port=...)``; a service started by
+``launch`` inherits its listening socket (``fd``) and exits with its supervisor (``parent_pid``). Bad keys
+or settings raise ``ConfigurationError`` before anything listens, naming the variable at fault.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -20,52 +20,42 @@ from veilface.server._serve import run_app
 from veilface.server.logs import configure_logging
 from veilface.server.settings import AuthoritySettings, MatcherSettings
 
-__all__ = ["DEFAULT_MATCHER_PORT", "authority_app", "matcher_app", "operator_token_file", "run_service"]
+__all__ = ["DEFAULT_MATCHER_PORT", "authority_app", "matcher_app", "operator_token_file", "run_app"]
 
 #: The matcher's port; the authority's is the next one.
 DEFAULT_MATCHER_PORT = 8400
 
-
-def _settings_error(exc: ValidationError) -> ConfigurationError:
-    first = exc.errors()[0]
-    name = "VEILFACE_" + "_".join(str(part) for part in first.get("loc", ())).upper()
-    return ConfigurationError(f"{name}: {first.get('msg', 'invalid')}")
+Settings = TypeVar("Settings", MatcherSettings, AuthoritySettings)
 
 
-def run_service(
-    build: Callable[[], FastAPI],
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    fd: int | None = None,
-    ssl_certfile: Path | None = None,
-    ssl_keyfile: Path | None = None,
-    parent_pid: int | None = None,
-) -> None:
-    """Build the app (refusing bad keys or settings with ConfigurationError) and serve it until SIGTERM."""
+def _settings(kind: type[Settings], **values: Any) -> Settings:
+    """``kind`` from the environment and ``values``; an invalid one is a ConfigurationError naming its variable."""
     try:
-        app = build()
+        settings = kind(**values)
     except ValidationError as exc:
-        raise _settings_error(exc) from None
-    run_app(app, host=host, port=port, fd=fd, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, parent_pid=parent_pid)
+        first = exc.errors()[0]
+        name = "VEILFACE_" + "_".join(str(part) for part in first.get("loc", ())).upper()
+        raise ConfigurationError(f"{name}: {first.get('msg', 'invalid')}") from None
+    configure_logging(settings.log_level)
+    return settings
 
 
 def matcher_app(keys: Path, data: Path | None = None) -> FastAPI:
     """The matcher on ``keys`` (evaluation/ and public/ only, never secret/), settings from the environment."""
     from veilface.server.matcher import create_matcher_app
 
-    settings = MatcherSettings(matcher_keys_dir=keys, **({"matcher_data_dir": data} if data else {}))
-    configure_logging(settings.log_level)
-    return create_matcher_app(settings)
+    return create_matcher_app(
+        _settings(MatcherSettings, matcher_keys_dir=keys, **({"matcher_data_dir": data} if data else {}))
+    )
 
 
 def authority_app(keys: Path, data: Path | None = None) -> FastAPI:
     """The authority on the key ceremony's directory ``keys`` (it reads secret/), settings from the environment."""
     from veilface.server.authority import create_authority_app
 
-    settings = AuthoritySettings(authority_keys_dir=keys, **({"authority_data_dir": data} if data else {}))
-    configure_logging(settings.log_level)
-    return create_authority_app(settings)
+    return create_authority_app(
+        _settings(AuthoritySettings, authority_keys_dir=keys, **({"authority_data_dir": data} if data else {}))
+    )
 
 
 def operator_token_file(path: Path) -> str:
