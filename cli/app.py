@@ -136,7 +136,8 @@ class _Unloaded(TyperCommand):
 class LazyGroup(TyperGroup):
     """A group whose ``COMMANDS`` are imported when resolved to be run, never to list them in ``--help``
     (click's "lazily loaded subcommands", with static help). It reports every VeilfaceError a command
-    raises, through ``errors.report``."""
+    raises, through ``errors.report``. Contexts and commands are typed Any: typer (>= 0.26) vendors click and
+    keeps its classes private."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -163,10 +164,9 @@ class LazyGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            # Imported on the error path only: an error veilface raised on purpose comes from code that did.
-            from veilface.crypto import VeilfaceError
-
-            if not isinstance(exc, VeilfaceError):
+            # Not imported here: a VeilfaceError can only come from code that imported veilface.crypto.
+            crypto = sys.modules.get("veilface.crypto")
+            if crypto is None or not isinstance(exc, crypto.VeilfaceError):
                 raise
             raise report(exc, verbose=bool(ctx.params.get("verbose"))) from None
 

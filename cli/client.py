@@ -43,7 +43,7 @@ Subject = Annotated[str, typer.Argument(help="Subject identifier, e.g. a SIM reg
 
 
 @contextmanager
-def session(
+def _session(
     server: str,
     token: str,
     authority_key: Path | None,
@@ -81,7 +81,7 @@ def enroll(
     json_out: Json = False,
 ) -> None:
     """Embed and encrypt the face in IMAGE here, and store only the ciphertext at the matcher."""
-    with session(server, token, authority_key, backend, model) as client:
+    with _session(server, token, authority_key, backend, model) as client:
         with progress.status("embedding and encrypting the face locally"):
             enrollment = client.enroll(subject, image, replace=replace, take_largest=take_largest)
     if json_out:
@@ -112,7 +112,7 @@ def enroll_batch(
     except BatchFileError as exc:
         raise fail(exc.message, EXIT_USAGE) from None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with session(server, token, authority_key, backend, model) as client:
+    with _session(server, token, authority_key, backend, model) as client:
         with Progress(*columns, console=progress, transient=True) as bar:
             task = bar.add_task("enrolling", total=len(rows))
             results = []
@@ -145,7 +145,7 @@ def verify(
     json_out: Json = False,
 ) -> None:
     """Check IMAGE against SUBJECT. Exit 0 on match, 1 on no match, 4 if the probe is refused, 3 on errors."""
-    with session(server, token, authority_key, backend, model) as client:
+    with _session(server, token, authority_key, backend, model) as client:
         with progress.status("embedding and encrypting the face locally"):
             record = client.verify(subject, image, take_largest=take_largest)
     if json_out:
@@ -164,7 +164,7 @@ def delete(
     authority_key: AuthorityKey = None,
 ) -> None:
     """Erase SUBJECT's template (admin scope); nothing else identifies the face."""
-    with session(server, token, authority_key, encrypts=False) as client:
+    with _session(server, token, authority_key, encrypts=False) as client:
         client.delete(subject)
     typer.echo(f"deleted {subject}")
 
