@@ -130,7 +130,7 @@ class Service:
         sock = socket.create_server(("127.0.0.1", self.port))
         sock.set_inheritable(True)
         self.port = sock.getsockname()[1]
-        command = [sys.executable, "-m", "veilface.server", self.name, "--keys", str(self.keys)]
+        command = [sys.executable, "-m", "veilface.cli", "serve", self.name, "--keys", str(self.keys)]
         command += ["--data", str(self.data), "--fd", str(sock.fileno()), "--exit-with-parent", str(os.getpid())]
         try:
             with self.log_path.open("ab") as log:

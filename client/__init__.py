@@ -1,1 +1,1 @@
-"""veilface client: face pipeline, CLI and Python client API."""
+"""veilface client: face pipeline, batch enrolment and the Python client API (the CLI is veilface.cli)."""

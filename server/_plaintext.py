@@ -16,7 +16,7 @@ import typer
 from fastapi import FastAPI
 
 from veilface.crypto import PlaintextAuthorityCipher, PlaintextMatcherCipher
-from veilface.server._cli import Fd, ParentPid, serve
+from veilface.server._serve import run_app
 from veilface.server.authority import create_authority_app
 from veilface.server.authority.engine import AuthorityEngine
 from veilface.server.keystore import load_authority_keys, load_matcher_keys
@@ -49,26 +49,22 @@ def plaintext_authority_app(settings: AuthoritySettings) -> FastAPI:
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 Keys = Annotated[Path, typer.Option("--keys")]
 Data = Annotated[Path, typer.Option("--data")]
+Fd = Annotated[int | None, typer.Option("--fd")]
+ParentPid = Annotated[int | None, typer.Option("--exit-with-parent")]
 
 
 @cli.command("matcher")
 def matcher(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
-    def build() -> FastAPI:
-        settings = MatcherSettings(matcher_keys_dir=keys, matcher_data_dir=data)
-        configure_logging(settings.log_level)
-        return plaintext_matcher_app(settings)
-
-    serve(build, host="127.0.0.1", port=0, fd=fd, certfile=None, keyfile=None, parent_pid=exit_with_parent)
+    settings = MatcherSettings(matcher_keys_dir=keys, matcher_data_dir=data)
+    configure_logging(settings.log_level)
+    run_app(plaintext_matcher_app(settings), fd=fd, parent_pid=exit_with_parent)
 
 
 @cli.command("authority")
 def authority(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
-    def build() -> FastAPI:
-        settings = AuthoritySettings(authority_keys_dir=keys, authority_data_dir=data)
-        configure_logging(settings.log_level)
-        return plaintext_authority_app(settings)
-
-    serve(build, host="127.0.0.1", port=0, fd=fd, certfile=None, keyfile=None, parent_pid=exit_with_parent)
+    settings = AuthoritySettings(authority_keys_dir=keys, authority_data_dir=data)
+    configure_logging(settings.log_level)
+    run_app(plaintext_authority_app(settings), fd=fd, parent_pid=exit_with_parent)
 
 
 if __name__ == "__main__":

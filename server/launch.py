@@ -158,7 +158,8 @@ def spawn_services(
     """
     keys_dir, data_dir = Path(keys_dir).resolve(), Path(data_dir).resolve()
     matcher_data, matcher_keys, authority_data = prepare_data_dirs(keys_dir, data_dir)
-    module = "veilface.server._plaintext" if plaintext else "veilface.server"
+    # Each service is `veilface serve NAME` (python -m veilface.cli, in this interpreter), or the stand-in's.
+    entry = ["-m", "veilface.server._plaintext"] if plaintext else ["-m", "veilface.cli", "serve"]
     authority_sock = _listen("127.0.0.1", authority_port)
     matcher_sock = _listen(host, matcher_port)
     authority_url = _url("http", "127.0.0.1", authority_sock)
@@ -169,7 +170,7 @@ def spawn_services(
     child_env.update({"VEILFACE_AUTHORITY_TOKEN": secrets.token_urlsafe(32), "VEILFACE_AUTHORITY_URL": authority_url})
 
     def start(name: str, keys: Path, data: Path, sock: socket.socket, extra: list[str]) -> ServiceProcess:
-        command = [sys.executable, "-m", module, name, "--keys", str(keys), "--data", str(data)]
+        command = [sys.executable, *entry, name, "--keys", str(keys), "--data", str(data)]
         command += ["--fd", str(sock.fileno()), "--exit-with-parent", str(os.getpid()), *extra]
         log_path = data_dir / f"{name}.log" if log_to_files else None
         output: IO[bytes] | None = log_path.open("ab") if log_path else None

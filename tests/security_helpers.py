@@ -239,7 +239,7 @@ def launched(
     name: str, keys: Path, data: Path, port: int, env: dict[str, str], extra: Sequence[str] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``veilface serve NAME`` as its own process (no VEILFACE_* variable but ``env``), stopped with SIGTERM."""
-    command = [sys.executable, "-m", "veilface.server", name, "--keys", str(keys), "--data", str(data)]
+    command = [sys.executable, "-m", "veilface.cli", "serve", name, "--keys", str(keys), "--data", str(data)]
     command += ["--port", str(port), *extra]
     base = {k: v for k, v in os.environ.items() if not k.startswith("VEILFACE_")}
     process = subprocess.Popen(command, env=base | env, stderr=subprocess.DEVNULL)

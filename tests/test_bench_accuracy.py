@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from veilface.bench.accuracy import decision_rates, summarise
-from veilface.client.cli import app
+from veilface.cli.app import app
 from veilface.client.samples import demo_cases
 
 ISO_FIGURES = {"fmr", "fnmr", "eer", "fnmr_at_fmr_1e-2", "fnmr_at_fmr_1e-3"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from veilface.client.cli import app
+from veilface.cli.app import app
 
 
 def test_bench_crypto_tiny(tmp_path: Path) -> None:

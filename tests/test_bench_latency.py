@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from veilface.client.cli import app
+from veilface.cli.app import app
 
 pytestmark = pytest.mark.e2e
 

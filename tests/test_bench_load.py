@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from veilface.bench._services import OtherLoad, process_tree_rss_mb, tree_cpu_s
 from veilface.bench.load import Sample, Segment, _bit_is, summary
-from veilface.client.cli import app
+from veilface.cli.app import app
 
 P50_P95_P99 = {"p50", "p95", "p99"}
 

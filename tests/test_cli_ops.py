@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import SERVER_PACKAGES, run_veilface, top_level
 from PIL import Image, ImageOps
 from typer.testing import CliRunner, Result
 
 import veilface.crypto as vc
-from veilface.client import _ops_cli
+from veilface.cli.app import app
 from veilface.client.api import Client, ProbeRefusedError
-from veilface.client.cli import app
 from veilface.client.samples import sample_images
 from veilface.crypto import _ckks
 from veilface.server.keystore import write_keyset
@@ -106,6 +106,17 @@ def test_verify_json_is_the_signed_record_alone(deployment: Deployment, photos: 
     assert set(json.loads(result.stdout)) >= {
         "request_id", "subject_id", "match", "key_id", "issued_at", "client_nonce", "probe_sha256", "signature"
     }  # fmt: skip
+
+
+def test_a_verification_in_its_own_process_imports_no_server_code(
+    deployment: Deployment, photos: dict[str, Path]
+) -> None:
+    assert deployment.run("enroll", "imports-check", str(photos["tom"])).exit_code == 0
+    result, modules = run_veilface("verify", "imports-check", str(photos["tom_mirrored"]), env=deployment.env)
+    assert result.returncode == 0, result.stderr
+    assert "veilface.client.api" in modules and "veilface.crypto" in modules
+    assert not top_level(modules) & SERVER_PACKAGES
+    assert not any(module.startswith(("veilface.server", "veilface.bench")) for module in modules)
 
 
 def test_trust_is_required(deployment: Deployment, photos: dict[str, Path], tmp_path: Path) -> None:
@@ -245,15 +256,13 @@ def test_scaled_probe_is_refused_end_to_end(deployment: Deployment, monkeypatch:
     def refused(self: Client, subject: str, image: object, *, take_largest: bool = False) -> None:
         raise ProbeRefusedError("422 Unprocessable: probe refused", status=422)
 
-    monkeypatch.setattr(_ops_cli.Client, "verify", refused)
+    monkeypatch.setattr(Client, "verify", refused)
     result = deployment.run("verify", "frank", str(Path(__file__)))
     assert result.exit_code == 4 and "normalised" in result.stderr
 
 
 def test_demo_runs_offline_and_passes() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "veilface.client.cli", "demo"], capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run([sys.executable, "-m", "veilface.cli", "demo"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("no match") >= 2 and "all decisions as expected" in result.stdout
     assert "genuine" in result.stdout and "impostor" in result.stdout

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from veilface.bench import faces as bench_faces
-from veilface.client.cli import app
+from veilface.cli.app import app
 from veilface.client.samples import sample_images
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ import tenseal as ts
 from typer.testing import CliRunner
 
 import veilface.crypto as vc
-from veilface.client.cli import app
+from veilface.cli.app import app
 from veilface.server import keystore
 
 

@@ -15,7 +15,7 @@ import pytest
 import server_fixtures as sf
 from typer.testing import CliRunner, Result
 
-from veilface.client.cli import app
+from veilface.cli.app import app
 from veilface.crypto import Outcome, Purpose
 from veilface.server.authority.ledger import AuditEntry, Budgets, DecisionLedger, chain_hash, open_ledger_database
 

@@ -25,8 +25,8 @@ from server_fixtures import ADMIN_TOKEN, AUTHORITY_TOKEN, DIMENSION, MODEL_ID, n
 from typer.testing import CliRunner
 
 import veilface.crypto as vc
+from veilface.cli.app import app
 from veilface.client.api import Client
-from veilface.client.cli import app
 from veilface.server._plaintext import plaintext_authority_app, plaintext_matcher_app
 from veilface.server.keystore import write_keyset
 from veilface.server.launch import start_services

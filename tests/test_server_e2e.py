@@ -192,7 +192,7 @@ def test_serve_all_with_tls_generates_a_token_and_stops_on_sigterm(keys_dir: Pat
     cert, key = self_signed(tmp_path)
     data = tmp_path / "all"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VEILFACE_")}
-    command = [sys.executable, "-c", "from veilface.client.cli import main; main()", "serve", "all"]
+    command = [sys.executable, "-m", "veilface.cli", "serve", "all"]
     command += ["--keys", str(keys_dir), "--data", str(data), "--port", "0"]
     command += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
     supervisor = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
@@ -238,7 +238,7 @@ def test_a_lone_matcher_starts_reports_the_missing_authority_and_stops_cleanly(k
         "VEILFACE_AUTHORITY_URL": "http://127.0.0.1:9",  # discard port: nothing listens
         "VEILFACE_MATCHER_WORKERS": "1",
     }
-    command = [sys.executable, "-m", "veilface.server", "matcher", "--keys", str(matcher_keys)]
+    command = [sys.executable, "-m", "veilface.cli", "serve", "matcher", "--keys", str(matcher_keys)]
     command += ["--data", str(tmp_path / "data"), "--port", str(port)]
     matcher = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -12,7 +12,7 @@ import server_fixtures as sf
 from server_fixtures import AUTHORITY_TOKEN, OPERATOR_TOKENS, matcher_settings
 from typer.testing import CliRunner
 
-from veilface.client.cli import app as cli_app
+from veilface.cli.app import app as cli_app
 from veilface.crypto import ConfigurationError
 from veilface.server.matcher import create_matcher_app
 from veilface.server.settings import DEFAULT_THRESHOLDS, MatcherSettings, parse_operator_tokens, token_id
@@ -105,7 +105,7 @@ def test_cli_reports_bad_settings_by_variable_name(matcher_keys_dir: Path, tmp_p
 
 def test_plaintext_stand_in_is_out_of_reach_of_the_production_entry_points() -> None:
     code = (
-        "import sys, veilface.client.cli, veilface.server.launch, veilface.server.matcher, "
+        "import sys, veilface.cli.app, veilface.server.launch, veilface.server.matcher, "
         "veilface.server.authority; sys.exit('veilface.server._plaintext' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
@@ -116,4 +116,4 @@ def test_plaintext_stand_in_is_out_of_reach_of_the_production_entry_points() -> 
         if "Plaintext" in path.read_text() or "_plaintext" in path.read_text()
     ]
     assert sorted(users) == ["_plaintext.py", "launch.py"]
-    assert '"veilface.server._plaintext" if plaintext' in (server / "launch.py").read_text()
+    assert '"veilface.server._plaintext"] if plaintext' in (server / "launch.py").read_text()
