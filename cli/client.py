@@ -32,7 +32,15 @@ from veilface.cli.options import (
 )
 from veilface.client.api import DEFAULT_SERVER, Client
 from veilface.client.batch import BatchFileError, enroll_row, read_batch
-from veilface.client.calibration import CalibrationResult, calibrate, read_pairs
+from veilface.client.calibration import (
+    DEFAULT_GALLERIES,
+    DEFAULT_MAX_FNIR,
+    DEFAULT_TARGET_FPIR,
+    CalibrationResult,
+    calibrate,
+    calibrate_search,
+    read_pairs,
+)
 from veilface.client.faces import Face, StagedFaceEmbedder, load_embedder, single_face
 from veilface.crypto import FaceError, VeilfaceError
 
@@ -244,12 +252,40 @@ def calibrate_command(
     model: Model = None,
     take_largest: TakeLargest = False,
     json_out: Json = False,
+    search: Annotated[
+        bool, typer.Option("--search", help="Calibrate the 1:N search threshold for FPIR at --gallery sizes.")
+    ] = False,
+    gallery: Annotated[
+        list[int] | None,
+        typer.Option("--gallery", metavar="N", min=1, help="Gallery size, repeatable (default 1e3 to 1e6)."),
+    ] = None,
+    target_fpir: Annotated[
+        float, typer.Option(help="False-positive identification rate the search threshold must not exceed.")
+    ] = DEFAULT_TARGET_FPIR,
+    max_fnir: Annotated[float, typer.Option(help="FNIR bound for the largest usable gallery.")] = DEFAULT_MAX_FNIR,
 ) -> None:
-    """Cosine threshold at a target false-match rate, EER and failures to acquire, from labelled pairs."""
+    """Cosine threshold at a target false-match rate, EER and failures to acquire, from labelled pairs.
+
+    With --search: the 1:N threshold per gallery size at a target FPIR, FNIR, and the largest gallery the model
+    serves (tail of the impostor scores extrapolated, stated as such in the output).
+    """
     if not 0.0 <= target_fmr < 1.0:
         raise typer.BadParameter("must lie in [0, 1)", param_hint="--target-fmr")
     labelled = read_pairs(pairs, root)
     embedder = _embedder(backend, model)
+    if search:
+        with progress.status("embedding") as status:
+            searched = calibrate_search(
+                embedder,
+                labelled,
+                tuple(gallery or DEFAULT_GALLERIES),
+                target_fpir,
+                max_fnir=max_fnir,
+                take_largest=take_largest,
+                on_image=lambda done, total, path: status.update(f"[{done + 1}/{total}] {path}"),
+            )
+        typer.echo(searched.to_json() if json_out else searched.to_markdown())
+        return
     with progress.status("embedding") as status:
         result = calibrate(
             embedder,

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -770,55 +769,3 @@ def calibrate_search(
     return dataclasses.replace(
         result, images=scored.images, failures=scored.failures, skipped_pairs=scored.skipped_pairs
     )
-
-
-#: A heading in a search-calibration Markdown file after which :func:`main` keeps the existing text
-#: (notes written by hand, such as published figures for models not measured here).
-KEPT_HEADING = "## Not measured here"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write a search calibration as ``PREFIX.json`` and ``PREFIX.md``; rerun it to refresh a saved result.
-
-    python -m veilface.client.calibration PAIRS [--root DIR] [--backend B] [--model PATH]
-        [--gallery N]... [--target-fpir P] [--max-fnir F] --out PREFIX
-    """
-    import argparse
-
-    from .faces import BACKENDS, load_embedder
-
-    parser = argparse.ArgumentParser(prog="python -m veilface.client.calibration", description=main.__doc__)
-    parser.add_argument("pairs", type=Path)
-    parser.add_argument("--root", type=Path)
-    parser.add_argument("--backend", choices=BACKENDS, default="dlib")
-    parser.add_argument("--model", type=Path)
-    parser.add_argument("--gallery", type=int, action="append")
-    parser.add_argument("--target-fpir", type=float, default=DEFAULT_TARGET_FPIR)
-    parser.add_argument("--max-fnir", type=float, default=DEFAULT_MAX_FNIR)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    try:
-        result = calibrate_search(
-            load_embedder(args.backend, model_path=args.model),
-            read_pairs(args.pairs, args.root),
-            args.gallery or DEFAULT_GALLERIES,
-            args.target_fpir,
-            max_fnir=args.max_fnir,
-        )
-    except VeilfaceError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    markdown_path = args.out.with_name(args.out.name + ".md")
-    kept = ""
-    if markdown_path.is_file():
-        text = markdown_path.read_text(encoding="utf-8")
-        if KEPT_HEADING in text:
-            kept = "\n" + text[text.index(KEPT_HEADING) :]
-    args.out.with_name(args.out.name + ".json").write_text(result.to_json() + "\n", encoding="utf-8")
-    markdown_path.write_text(result.to_markdown() + kept, encoding="utf-8")
-    print(result.to_markdown())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -226,3 +226,14 @@ def test_real_faces_need_a_search_threshold_above_the_one_to_one_threshold(tmp_p
     assert min(million.thresholds.values()) > DLIB_RESNET.default_threshold
     assert million.threshold > one.threshold
     assert million.extrapolated and million.fmr < 1 / result.impostor_pairs
+    # The same pairs through the command line: JSON alone on standard output, the same thresholds.
+    from typer.testing import CliRunner
+
+    from veilface.cli.app import app
+
+    command = ["calibrate", str(tmp_path / "pairs.csv"), "--search", "--gallery", "1000000", "--take-largest"]
+    answer = CliRunner().invoke(app, [*command, "--json"])
+    assert answer.exit_code == 0, answer.output
+    printed = json.loads(answer.stdout)
+    assert printed["galleries"][0]["gallery"] == 1_000_000
+    assert printed["galleries"][0]["threshold"] == pytest.approx(million.threshold)
