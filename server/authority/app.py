@@ -35,7 +35,6 @@ def budgets_from(settings: AuthoritySettings) -> Budgets:
 def create_authority_app(settings: AuthoritySettings, *, engine: AuthorityEngine | None = None) -> FastAPI:
     """The authority app. ``engine`` exists for tests and benchmarks (plaintext stand-in); production
     builds its engine from the secret bundle."""
-    settings.check_safe()
     keys = load_authority_keys(settings.authority_keys_dir)
     if engine is None:
         engine = AuthorityEngine.in_processes(keys.secret, workers=settings.authority_workers)

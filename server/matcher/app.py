@@ -1,18 +1,17 @@
-"""Builds the matcher's FastAPI app: checks keys and settings first, opens storage and workers at start-up."""
+"""Builds the matcher's FastAPI app: checks its keys first, opens storage and workers at start-up."""
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import httpx
 from fastapi import FastAPI
 
-from veilface.crypto import CkksClientCipher, ConfigurationError, KeyBundle, PublicDescription
+from veilface.crypto import CkksClientCipher, ConfigurationError
+from veilface.protocol import PublicKeysAnswer
 from veilface.server.auth import OperatorAuth
 from veilface.server.keystore import load_matcher_keys
 from veilface.server.matcher import routes_health, routes_keys, routes_metrics, routes_subjects
@@ -31,19 +30,6 @@ log = logging.getLogger("veilface.matcher")
 IN_FLIGHT_PER_WORKER = 4
 
 
-def public_keys_answer(public: KeyBundle, description: PublicDescription, signature: str) -> dict[str, Any]:
-    """The body of ``GET /v1/keys/public``: the public bundle and the authority's signed description of it."""
-    return {
-        "key_id": description.key_id,
-        "preset": description.preset,
-        "model_id": description.model_id,
-        "dimension": description.dimension,
-        "description": description.to_dict(),
-        "signature": signature,
-        "bundle": base64.b64encode(public.context).decode(),
-    }
-
-
 def create_matcher_app(
     settings: MatcherSettings,
     *,
@@ -52,7 +38,6 @@ def create_matcher_app(
 ) -> FastAPI:
     """The matcher app. ``engine`` and ``authority_transport`` exist for tests and benchmarks (plaintext
     stand-ins, an in-process authority); production builds its engine from the evaluation bundle."""
-    settings.check_safe()
     keys = load_matcher_keys(settings.matcher_keys_dir)
     description = keys.description
     # Parsing the public bundle as a client would proves it holds no secret key.
@@ -101,7 +86,7 @@ def create_matcher_app(
                 store=store,
                 pseudonyms=pseudonyms,
                 authority=authority,
-                public_keys=public_keys_answer(keys.public, keys.description, keys.signature),
+                public_keys=PublicKeysAnswer.of(keys.public, keys.description, keys.signature),
                 in_flight=anyio.Semaphore(IN_FLIGHT_PER_WORKER * settings.matcher_workers),
             )
             log.info(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from veilface.protocol import paths
 from veilface.server.matcher.deps import Operator, State
 from veilface.server.metrics import CONTENT_TYPE
 from veilface.server.problems import problem_responses
@@ -14,7 +15,7 @@ router = APIRouter(tags=["metrics"])
 
 
 @router.get(
-    "/metrics",
+    paths.METRICS,
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE: {}}}, **problem_responses(401)},
 )

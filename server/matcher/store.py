@@ -8,7 +8,7 @@ from sqlalchemy import Column, LargeBinary, MetaData, String, Table, bindparam, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from veilface.server.clock import utc_now
+from veilface.protocol import SubjectMeta, utc_now
 from veilface.server.database import Database
 
 SCHEMA_VERSION = 1
@@ -41,13 +41,8 @@ class SubjectExistsError(Exception):
     """An enrolment without ``replace`` for a subject that already has a template."""
 
 
-@dataclass(frozen=True)
-class SubjectMeta:
-    subject_id: str
-    key_id: str
-    model_id: str
-    created_at: str
-    updated_at: str
+def _meta(row: object) -> SubjectMeta:
+    return SubjectMeta.model_validate(row, from_attributes=True)
 
 
 @dataclass(frozen=True)
@@ -67,12 +62,12 @@ class TemplateStore:
     def meta(self, subject_id: str) -> SubjectMeta | None:
         with self.database.transaction() as conn:
             row = conn.execute(_META, {"subject_id": subject_id}).first()
-        return SubjectMeta(*row) if row else None
+        return _meta(row) if row else None
 
     def get(self, subject_id: str) -> StoredTemplate | None:
         with self.database.transaction() as conn:
             row = conn.execute(_GET, {"subject_id": subject_id}).first()
-        return StoredTemplate(SubjectMeta(*row[:5]), bytes(row[5])) if row else None
+        return StoredTemplate(_meta(row), bytes(row.template)) if row else None
 
     def put(self, subject_id: str, *, key_id: str, model_id: str, template: bytes, replace: bool) -> SubjectMeta:
         """Insert a template, or with ``replace`` overwrite it keeping ``created_at``; one statement either way."""
@@ -103,7 +98,7 @@ class TemplateStore:
             row = conn.execute(_META, {"subject_id": subject_id}).one()
         if replace:
             self.database.truncate_journal()
-        return SubjectMeta(*row)
+        return _meta(row)
 
     def delete(self, subject_id: str) -> bool:
         with self.database.transaction() as conn:
