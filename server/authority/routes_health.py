@@ -1,4 +1,4 @@
-"""Liveness and readiness of the authority: the only endpoints that need no token."""
+"""Readiness of the authority (``/healthz`` and ``/metrics``: ``server.metrics.shared_routes``); no token."""
 
 from __future__ import annotations
 
@@ -6,15 +6,10 @@ import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from veilface.protocol import AuthorityReadiness, Health, paths
+from veilface.protocol import AuthorityReadiness, paths
 from veilface.server.authority.deps import State
 
 router = APIRouter(tags=["health"])
-
-
-@router.get(paths.HEALTHZ, response_model=Health)
-async def healthz() -> Health:
-    return Health(status="ok")
 
 
 @router.get(paths.READYZ, response_model=AuthorityReadiness, responses={503: {"model": AuthorityReadiness}})

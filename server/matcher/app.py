@@ -8,14 +8,15 @@ from contextlib import asynccontextmanager
 
 import anyio
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from veilface.crypto import CkksClientCipher, ConfigurationError
 from veilface.protocol import PublicKeysAnswer
 from veilface.server.auth import OperatorAuth
 from veilface.server.keystore import load_matcher_keys
-from veilface.server.matcher import routes_health, routes_keys, routes_metrics, routes_subjects
+from veilface.server.matcher import routes_health, routes_keys, routes_subjects
 from veilface.server.matcher.authority_client import AuthorityClient
+from veilface.server.matcher.deps import authenticated
 from veilface.server.matcher.engine import MatcherEngine
 from veilface.server.matcher.pseudonym import Pseudonymiser, load_or_create_key
 from veilface.server.matcher.state import MatcherState
@@ -107,11 +108,12 @@ def create_matcher_app(
             store.database.dispose()
             log.info("matcher stopped")
 
-    routers = [module.router for module in (routes_health, routes_keys, routes_subjects, routes_metrics)]
+    routers = [module.router for module in (routes_health, routes_keys, routes_subjects)]
     return assemble_app(
         "veilface matcher",
         lifespan,
         routers,
         metrics=metrics,
+        guard=Depends(authenticated),
         logger=log,
     )

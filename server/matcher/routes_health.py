@@ -1,4 +1,4 @@
-"""Liveness and readiness: the only matcher endpoints that need no token."""
+"""Readiness of the matcher (``/healthz`` and ``/metrics``: ``server.metrics.shared_routes``); no token."""
 
 from __future__ import annotations
 
@@ -6,15 +6,10 @@ import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from veilface.protocol import Health, MatcherReadiness, paths
+from veilface.protocol import MatcherReadiness, paths
 from veilface.server.matcher.deps import State
 
 router = APIRouter(tags=["health"])
-
-
-@router.get(paths.HEALTHZ, response_model=Health)
-async def healthz() -> Health:
-    return Health(status="ok")
 
 
 @router.get(paths.READYZ, response_model=MatcherReadiness, responses={503: {"model": MatcherReadiness}})

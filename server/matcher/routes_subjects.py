@@ -7,7 +7,7 @@ size (413), content type (415), then the request's own fields and the ciphertext
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import anyio
@@ -17,10 +17,12 @@ from veilface.crypto import NORM_TOLERANCE, Outcome, Purpose, probe_digest
 from veilface.protocol import DecisionRecord, ProblemType, SubjectMeta, headers, paths
 from veilface.server.auth import OperatorAuth
 from veilface.server.bodies import BINARY_BODY, read_ciphertext_body
+from veilface.server.matcher.authority_client import AuthorityDecision
 from veilface.server.matcher.deps import AdminOperator, EnrollOperator, Operator, State, SubjectId, VerifyOperator
 from veilface.server.matcher.state import MatcherState
 from veilface.server.matcher.store import SubjectExistsError
 from veilface.server.problems import Problem, invalid_request, problem_responses
+from veilface.server.settings import OperatorToken
 
 router = APIRouter(tags=["subjects"])
 T = TypeVar("T")
@@ -42,6 +44,34 @@ async def _timed(state: MatcherState, stage: str, work: Awaitable[T]) -> T:
         state.metrics.stage.labels(stage).observe(time.perf_counter() - started)
 
 
+async def _decide(
+    state: MatcherState,
+    subject_id: str,
+    operator: OperatorToken,
+    purpose: Purpose,
+    stage: str,
+    blind: Callable[[], Awaitable[bytes]],
+    **verification: str,
+) -> AuthorityDecision:
+    """The homomorphic step, then the authority's decision on its blinded result, in one in-flight slot."""
+    async with state.in_flight:
+        blinded = await _timed(state, stage, blind())
+        decision = await _timed(
+            state,
+            "authority",
+            state.authority.decide(
+                blinded,
+                purpose=purpose,
+                request_id=headers.new_request_id(),
+                subject_ref=state.pseudonyms.subject_ref(subject_id),
+                token_id=operator.token_id,
+                **verification,
+            ),
+        )
+    state.metrics.decisions.labels(purpose.value, decision.outcome.value).inc()
+    return decision
+
+
 @router.put(
     paths.SUBJECT_TEMPLATE,
     status_code=201,
@@ -59,20 +89,9 @@ async def enrol(
     if existing is not None and not replace:
         raise _subject_exists()
     template = await read_ciphertext_body(request, state.engine.max_envelope_bytes)
-    async with state.in_flight:
-        blinded = await _timed(state, "blind_norm", state.engine.blind_norm(template))
-        decision = await _timed(
-            state,
-            "authority",
-            state.authority.decide(
-                blinded,
-                purpose=Purpose.ENROL,
-                request_id=headers.new_request_id(),
-                subject_ref=state.pseudonyms.subject_ref(subject_id),
-                token_id=operator.token_id,
-            ),
-        )
-    state.metrics.decisions.labels(Purpose.ENROL.value, decision.outcome.value).inc()
+    decision = await _decide(
+        state, subject_id, operator, Purpose.ENROL, "blind_norm", lambda: state.engine.blind_norm(template)
+    )
     if decision.outcome is Outcome.NOT_NORMALISED:
         raise Problem(
             ProblemType.TEMPLATE_NOT_NORMALISED,
@@ -120,22 +139,16 @@ async def verify(
             ProblemType.REENROLMENT_REQUIRED,
             "this subject's template was made under another key or model; enrol the subject again",
         )
-    async with state.in_flight:
-        blinded = await _timed(state, "compare", state.engine.compare(stored.template, probe, state.threshold))
-        decision = await _timed(
-            state,
-            "authority",
-            state.authority.decide(
-                blinded,
-                purpose=Purpose.VERIFY,
-                request_id=headers.new_request_id(),
-                subject_ref=state.pseudonyms.subject_ref(subject_id),
-                token_id=operator.token_id,
-                client_nonce=client_nonce,
-                probe_sha256=probe_digest(probe),
-            ),
-        )
-    state.metrics.decisions.labels(Purpose.VERIFY.value, decision.outcome.value).inc()
+    decision = await _decide(
+        state,
+        subject_id,
+        operator,
+        Purpose.VERIFY,
+        "compare",
+        lambda: state.engine.compare(stored.template, probe, state.threshold),
+        client_nonce=client_nonce,
+        probe_sha256=probe_digest(probe),
+    )
     if decision.outcome is Outcome.NOT_NORMALISED or decision.record is None:
         raise Problem(
             ProblemType.PROBE_NOT_NORMALISED,
