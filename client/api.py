@@ -40,6 +40,8 @@ from veilface.crypto import (
 from veilface.protocol import ProblemType, PublicKeysAnswer, SubjectMeta, headers, paths
 
 DEFAULT_SERVER = "http://127.0.0.1:8400"
+#: What :meth:`Client.enroll` returns: the subject's metadata, as the matcher answers it.
+Enrollment = SubjectMeta
 
 
 class ProbeRefusedError(ServiceError):
@@ -261,7 +263,7 @@ class Client:
     @classmethod
     def _subject_meta(cls, response: httpx.Response) -> SubjectMeta:
         try:
-            return SubjectMeta.model_validate(cls._json(response))
+            return SubjectMeta.from_json(cls._json(response))
         except ValidationError:
             raise _unexpected(response) from None
 

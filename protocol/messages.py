@@ -12,7 +12,8 @@ import base64
 import binascii
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.dataclasses import dataclass
 
 from veilface.crypto import (
     ENVELOPE_OVERHEAD,
@@ -71,16 +72,26 @@ class PublicKeysAnswer(BaseModel):
         return KeyBundle(Role.PUBLIC, description.preset, description.key_id, context), description
 
 
-class SubjectMeta(BaseModel):
-    """An enrolled subject: which key and model its template was made under, and when. Never the template."""
+@dataclass(frozen=True)
+class SubjectMeta:
+    """An enrolled subject: which key and model its template was made under, and when. Never the template.
 
-    model_config = ConfigDict(frozen=True)
+    A (validating) dataclass, as the matcher's store builds one per row and ``dataclasses.asdict`` reads one.
+    """
 
     subject_id: str
     key_id: str
     model_id: str
     created_at: str
     updated_at: str
+
+    @classmethod
+    def from_json(cls, body: object) -> SubjectMeta:
+        """A subject's metadata from a decoded JSON body; pydantic's ValidationError if it is not one."""
+        return _SUBJECT_META.validate_python(body)
+
+
+_SUBJECT_META = TypeAdapter(SubjectMeta)
 
 
 def _header_field(name: str, *, required: bool = True) -> Any:

@@ -41,10 +41,6 @@ class SubjectExistsError(Exception):
     """An enrolment without ``replace`` for a subject that already has a template."""
 
 
-def _meta(row: object) -> SubjectMeta:
-    return SubjectMeta.model_validate(row, from_attributes=True)
-
-
 @dataclass(frozen=True)
 class StoredTemplate:
     meta: SubjectMeta
@@ -62,12 +58,12 @@ class TemplateStore:
     def meta(self, subject_id: str) -> SubjectMeta | None:
         with self.database.transaction() as conn:
             row = conn.execute(_META, {"subject_id": subject_id}).first()
-        return _meta(row) if row else None
+        return SubjectMeta(*row) if row else None
 
     def get(self, subject_id: str) -> StoredTemplate | None:
         with self.database.transaction() as conn:
             row = conn.execute(_GET, {"subject_id": subject_id}).first()
-        return StoredTemplate(_meta(row), bytes(row.template)) if row else None
+        return StoredTemplate(SubjectMeta(*row[:5]), bytes(row[5])) if row else None
 
     def put(self, subject_id: str, *, key_id: str, model_id: str, template: bytes, replace: bool) -> SubjectMeta:
         """Insert a template, or with ``replace`` overwrite it keeping ``created_at``; one statement either way."""
@@ -98,7 +94,7 @@ class TemplateStore:
             row = conn.execute(_META, {"subject_id": subject_id}).one()
         if replace:
             self.database.truncate_journal()
-        return _meta(row)
+        return SubjectMeta(*row)
 
     def delete(self, subject_id: str) -> bool:
         with self.database.transaction() as conn:
