@@ -15,25 +15,20 @@ probe hash are checked before it is returned.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import secrets
 import ssl
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+from pydantic import ValidationError
 
 from veilface.crypto import (
     CkksClientCipher,
     ClientCipher,
     DecisionRecord,
     KeyBundle,
-    PublicDescription,
-    Role,
     ServiceError,
     SignatureError,
     VeilfaceError,
@@ -42,9 +37,11 @@ from veilface.crypto import (
     verify_decision,
     verify_public_bundle,
 )
+from veilface.protocol import ProblemType, PublicKeysAnswer, SubjectMeta, headers, paths
 
 DEFAULT_SERVER = "http://127.0.0.1:8400"
-PROBE_REFUSED = "probe-not-normalised"
+#: What :meth:`Client.enroll` returns: the subject's metadata, as the matcher answers it.
+Enrollment = SubjectMeta
 
 
 class ProbeRefusedError(ServiceError):
@@ -60,15 +57,6 @@ class Deployment:
     model_id: str
     dimension: int
     bundle: KeyBundle
-
-
-@dataclass(frozen=True)
-class Enrollment:
-    subject_id: str
-    key_id: str
-    model_id: str
-    created_at: str
-    updated_at: str
 
 
 def load_authority_key(source: VerifyKey | str | Path | bytes) -> VerifyKey:
@@ -152,15 +140,13 @@ class Client:
     def deployment(self) -> Deployment:
         """Fetch and verify the public key bundle (once per client)."""
         if self._deployment is None:
-            body = self._json(self._request("GET", "/v1/keys/public"))
+            body = self._json(self._request("GET", paths.PUBLIC_KEYS))
             try:
-                bundle_bytes = base64.b64decode(body["bundle"], validate=True)
-                description = PublicDescription.from_dict(body["description"])
-                signature = str(body["signature"])
-            except (KeyError, TypeError, binascii.Error, ValueError):
+                answer = PublicKeysAnswer.model_validate(body)
+            except ValidationError:
                 raise SignatureError("the matcher's public key response is malformed") from None
-            bundle = KeyBundle(Role.PUBLIC, description.preset, description.key_id, bundle_bytes)
-            verify_public_bundle(bundle, description, signature, self._trusted_key())
+            bundle, description = answer.public_bundle()
+            verify_public_bundle(bundle, description, answer.signature, self._trusted_key())
             self._deployment = Deployment(
                 key_id=description.key_id,
                 preset=description.preset,
@@ -195,7 +181,7 @@ class Client:
 
     def enroll(
         self, subject_id: str, image: str | Path | bytes, *, replace: bool = False, take_largest: bool = False
-    ) -> Enrollment:
+    ) -> SubjectMeta:
         return self.enroll_embedding(subject_id, self.embed(image, take_largest=take_largest), replace=replace)
 
     def verify(self, subject_id: str, image: str | Path | bytes, *, take_largest: bool = False) -> DecisionRecord:
@@ -203,36 +189,29 @@ class Client:
 
     # -- embeddings (for callers that embed elsewhere on the device, and for benchmarks) -------------------
 
-    def enroll_embedding(self, subject_id: str, embedding: Any, *, replace: bool = False) -> Enrollment:
+    def enroll_embedding(self, subject_id: str, embedding: Any, *, replace: bool = False) -> SubjectMeta:
         return self.enroll_ciphertext(subject_id, self.cipher().encrypt(embedding), replace=replace)
 
-    def enroll_ciphertext(self, subject_id: str, template: bytes, *, replace: bool = False) -> Enrollment:
+    def enroll_ciphertext(self, subject_id: str, template: bytes, *, replace: bool = False) -> SubjectMeta:
         response = self._request(
             "PUT",
-            f"/v1/subjects/{_quoted(subject_id)}/template",
+            paths.subject_path(paths.SUBJECT_TEMPLATE, subject_id),
             content=template,
             params={"replace": "true"} if replace else None,
-            headers={"Content-Type": "application/octet-stream"},
+            headers={"Content-Type": headers.OCTET_STREAM},
         )
-        body = self._json(response)
-        return Enrollment(
-            subject_id=str(body.get("subject_id", subject_id)),
-            key_id=str(body.get("key_id", "")),
-            model_id=str(body.get("model_id", "")),
-            created_at=str(body.get("created_at", "")),
-            updated_at=str(body.get("updated_at", "")),
-        )
+        return self._subject_meta(response)
 
     def verify_embedding(self, subject_id: str, embedding: Any) -> DecisionRecord:
         return self.verify_ciphertext(subject_id, self.cipher().encrypt(embedding))
 
     def verify_ciphertext(self, subject_id: str, probe: bytes) -> DecisionRecord:
-        nonce = secrets.token_urlsafe(24)
+        nonce = headers.new_client_nonce()
         response = self._request(
             "POST",
-            f"/v1/subjects/{_quoted(subject_id)}/verify",
+            paths.subject_path(paths.SUBJECT_VERIFY, subject_id),
             content=probe,
-            headers={"Content-Type": "application/octet-stream", "X-Client-Nonce": nonce},
+            headers={"Content-Type": headers.OCTET_STREAM, headers.CLIENT_NONCE: nonce},
         )
         record = DecisionRecord.from_dict(self._json(response))
         verify_decision(
@@ -247,11 +226,11 @@ class Client:
         return record
 
     def delete(self, subject_id: str) -> None:
-        self._request("DELETE", f"/v1/subjects/{_quoted(subject_id)}")
+        self._request("DELETE", paths.subject_path(paths.SUBJECT, subject_id))
 
-    def subject(self, subject_id: str) -> dict[str, Any]:
+    def subject(self, subject_id: str) -> SubjectMeta:
         """Metadata of an enrolled subject (times, key_id, model_id); the matcher never returns templates."""
-        return self._json(self._request("GET", f"/v1/subjects/{_quoted(subject_id)}"))
+        return self._subject_meta(self._request("GET", paths.subject_path(paths.SUBJECT, subject_id)))
 
     # -- HTTP ----------------------------------------------------------------------------------------------
 
@@ -278,14 +257,19 @@ class Client:
                 "the matcher answered with something that is not JSON", status=response.status_code
             ) from None
         if not isinstance(body, dict):
-            raise ServiceError("the matcher answered with unexpected JSON", status=response.status_code)
+            raise _unexpected(response)
         return body
 
+    @classmethod
+    def _subject_meta(cls, response: httpx.Response) -> SubjectMeta:
+        try:
+            return SubjectMeta.from_json(cls._json(response))
+        except ValidationError:
+            raise _unexpected(response) from None
 
-def _quoted(subject_id: str) -> str:
-    quoted = urllib.parse.quote(subject_id, safe="")
-    # "." and ".." are valid subject ids, but as literal path segments HTTP clients resolve them away.
-    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+def _unexpected(response: httpx.Response) -> ServiceError:
+    return ServiceError("the matcher answered with unexpected JSON", status=response.status_code)
 
 
 def _problem(response: httpx.Response) -> ServiceError:
@@ -300,5 +284,5 @@ def _problem(response: httpx.Response) -> ServiceError:
     detail = str(problem.get("detail") or "")
     kind = str(problem.get("type") or "about:blank")
     message = f"{response.status_code} {title}" + (f": {detail}" if detail else "")
-    cls = ProbeRefusedError if kind.endswith(PROBE_REFUSED) else ServiceError
+    cls = ProbeRefusedError if ProblemType.from_uri(kind) is ProblemType.PROBE_NOT_NORMALISED else ServiceError
     return cls(message, status=response.status_code, problem_type=kind)

@@ -5,8 +5,8 @@ that holds a secret key; only the authority's cipher decrypts, and it reveals on
 """
 
 from ._ckks import CkksAuthorityCipher, CkksClientCipher, CkksMatcherCipher, probe_digest
-from ._decision import DecisionRecord, sign_decision, verify_decision
-from ._envelope import Envelope, EnvelopeKind
+from ._decision import DecisionRecord, sign_decision, utc_now, verify_decision
+from ._envelope import ENVELOPE_OVERHEAD, Envelope, EnvelopeKind
 from ._errors import (
     ConfigurationError,
     FaceError,
@@ -43,6 +43,7 @@ from ._signing import SigningKey, VerifyKey
 __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "DEFAULT_PRESET",
+    "ENVELOPE_OVERHEAD",
     "NORM_TOLERANCE",
     "PRESETS",
     "AuthorityCipher",
@@ -80,6 +81,7 @@ __all__ = [
     "prepare_embedding",
     "probe_digest",
     "sign_decision",
+    "utc_now",
     "verify_decision",
     "verify_public_bundle",
 ]

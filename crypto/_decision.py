@@ -6,7 +6,7 @@ import base64
 import binascii
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, get_type_hints
 
 from ._errors import SignatureError
 from ._signing import SigningKey, VerifyKey, canonical_json
@@ -43,26 +43,20 @@ class DecisionRecord:
         if not isinstance(data, dict):
             raise SignatureError("decision record is not an object")
         values: dict[str, Any] = {}
-        for name in (
-            "request_id",
-            "subject_id",
-            "subject_ref",
-            "key_id",
-            "issued_at",
-            "client_nonce",
-            "probe_sha256",
-            "signature",
-        ):
+        for name, kind in _FIELD_TYPES.items():
             value = data.get(name)
-            if not isinstance(value, str):
-                raise SignatureError(f"decision record field {name!r} is missing or not a string")
+            if not isinstance(value, kind):
+                raise SignatureError(f"decision record field {name!r} is missing or not {_TYPE_NAMES[kind]}")
             values[name] = value
-        if not isinstance(data.get("match"), bool):
-            raise SignatureError("decision record field 'match' is missing or not a boolean")
-        return cls(match=data["match"], **values)
+        return cls(**values)
+
+
+_FIELD_TYPES: dict[str, type] = get_type_hints(DecisionRecord)
+_TYPE_NAMES = {str: "a string", bool: "a boolean"}
 
 
 def utc_now() -> str:
+    """Now, as every veilface timestamp is written: UTC, ISO 8601 with milliseconds and a Z."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -19,6 +19,8 @@ MAGIC = b"VFCT"
 ENVELOPE_VERSION = 1
 _PREFIX = struct.Struct(">4sBBH")
 MAX_HEADER = 1024
+#: The most bytes an envelope adds around its payload: the prefix and the largest header.
+ENVELOPE_OVERHEAD = _PREFIX.size + MAX_HEADER
 
 
 class EnvelopeKind(IntEnum):

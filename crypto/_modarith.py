@@ -8,9 +8,6 @@ import numpy as np
 
 _LOW30 = np.uint64((1 << 30) - 1)
 _SHIFT30 = np.uint64(30)
-_LOW32_INT = (1 << 32) - 1
-_LOW32 = np.uint64(_LOW32_INT)
-_SHIFT32 = np.uint64(32)
 
 
 def uniform_mod(q: int, count: int) -> np.ndarray:
@@ -48,24 +45,6 @@ class Weights:
         middle = sum_mod(high * self.low, q) + sum_mod(low * self.high, q)
         bottom = sum_mod(low * self.low, q)
         return ((top << 60) + (middle << 30) + bottom) % q
-
-
-def mul_scalar_mod(a: np.ndarray, b: int, q: int) -> np.ndarray:
-    """Elementwise a * b mod q for a vector a < q and a scalar b < q < 2^63 (Shoup's method).
-
-    With b' = floor(b 2^64 / q), floor(a b' / 2^64) is floor(a b / q) or one less, so a b - that * q,
-    computed mod 2^64, lies in [0, 2q); the 128-bit high product is assembled from 32-bit halves.
-    """
-    a = np.asarray(a, dtype=np.uint64)
-    shoup = (b << 64) // q
-    c1, c0 = np.uint64(shoup >> 32), np.uint64(shoup & _LOW32_INT)
-    a1, a0 = a >> _SHIFT32, a & _LOW32
-    lo_lo, hi_lo, lo_hi = a0 * c0, a1 * c0, a0 * c1
-    cross = (lo_lo >> _SHIFT32) + (hi_lo & _LOW32) + (lo_hi & _LOW32)
-    quotient = a1 * c1 + (hi_lo >> _SHIFT32) + (lo_hi >> _SHIFT32) + (cross >> _SHIFT32)
-    with np.errstate(over="ignore"):
-        remainder = a * np.uint64(b) - quotient * np.uint64(q)  # exact mod 2^64
-    return np.where(remainder >= np.uint64(q), remainder - np.uint64(q), remainder)
 
 
 def mul_mod_exact(a: np.ndarray, b: np.ndarray, q: int) -> np.ndarray:

@@ -1,21 +1,22 @@
-"""Bearer tokens: operators at the matcher (with scopes), one shared token between matcher and authority."""
+"""Bearer tokens: operators at the matcher (with scopes), one shared token between matcher and authority.
+
+FastAPI's ``HTTPBearer`` parses the header; with ``auto_error=False`` a missing or malformed one reaches
+the checks below as None, which answer 401 (problem+json), not FastAPI's 403.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from veilface.server.problems import forbidden, unauthorized
 from veilface.server.settings import OperatorToken
 
-
-def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
 class OperatorAuth:
@@ -24,10 +25,10 @@ class OperatorAuth:
     def __init__(self, tokens: tuple[OperatorToken, ...]) -> None:
         self._tokens = tokens
 
-    def authenticate(self, presented: str | None) -> OperatorToken:
+    def authenticate(self, presented: HTTPAuthorizationCredentials | None) -> OperatorToken:
         if presented is None:
             raise unauthorized()
-        digest = hashlib.sha256(presented.encode()).digest()
+        digest = hashlib.sha256(presented.credentials.encode()).digest()
         found = None
         for token in self._tokens:
             if hmac.compare_digest(token.digest, digest):
@@ -43,8 +44,8 @@ class OperatorAuth:
             raise forbidden(f"this token lacks the {'+'.join(missing)} scope")
 
 
-def check_shared_token(presented: str | None, expected: str) -> None:
+def check_shared_token(presented: HTTPAuthorizationCredentials | None, expected: str) -> None:
     if presented is None:
         raise unauthorized()
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
+    if not hmac.compare_digest(presented.credentials.encode(), expected.encode()):
         raise unauthorized("the bearer token is not valid")

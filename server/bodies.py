@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from veilface.protocol import ProblemType
+from veilface.protocol.headers import OCTET_STREAM
 from veilface.server.problems import Problem
-
-OCTET_STREAM = "application/octet-stream"
 
 # OpenAPI for routes whose body is raw bytes (FastAPI cannot infer it, and fuzzers read it).
 BINARY_BODY = {
@@ -18,7 +18,7 @@ BINARY_BODY = {
 
 
 def too_large(limit: int) -> Problem:
-    return Problem(413, "payload-too-large", "Payload too large", f"the body may hold at most {limit} bytes")
+    return Problem(ProblemType.PAYLOAD_TOO_LARGE, f"the body may hold at most {limit} bytes")
 
 
 def check_declared_size(request: Request, limit: int) -> None:
@@ -30,7 +30,7 @@ def check_declared_size(request: Request, limit: int) -> None:
 def check_content_type(request: Request) -> None:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != OCTET_STREAM:
-        raise Problem(415, "unsupported-media-type", "Unsupported media type", f"send the ciphertext as {OCTET_STREAM}")
+        raise Problem(ProblemType.UNSUPPORTED_MEDIA_TYPE, f"send the ciphertext as {OCTET_STREAM}")
 
 
 async def read_limited(request: Request, limit: int) -> bytes:

@@ -1,13 +1,8 @@
-"""Timestamps as both services write them: UTC, ISO 8601 with milliseconds and a Z."""
+"""Milliseconds since the epoch, as the authority's ledger counts time (timestamps: ``veilface.protocol.utc_now``)."""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now_ms() -> int:

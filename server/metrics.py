@@ -1,4 +1,5 @@
-"""Prometheus metrics and request logs, labelled by route template (never by subject id or token)."""
+"""Prometheus metrics and request logs, labelled by route template (never by subject id or token), and the
+app both services are assembled into."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi import params as fastapi_params
+from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from veilface.protocol import Health, paths
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -83,15 +88,47 @@ class ObserveRequests:
             )
 
 
+def shared_routes(metrics: Metrics, guard: fastapi_params.Depends) -> APIRouter:
+    """What both services answer alike: liveness (no token) and their metrics, behind ``guard`` (a token check:
+    an operator's at the matcher, the matcher's at the authority; Prometheus sends a bearer token with
+    ``authorization: {credentials: ...}`` in its scrape config)."""
+    from veilface.server.problems import problem_responses
+
+    router = APIRouter()
+
+    @router.get(paths.HEALTHZ, response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @router.get(
+        paths.METRICS,
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}}, **problem_responses(401)},
+        dependencies=[guard],
+        tags=["metrics"],
+    )
+    async def render() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return router
+
+
 def assemble_app(
-    title: str, lifespan: Any, routers: Iterable[APIRouter], *, metrics: Metrics, logger: logging.Logger
+    title: str,
+    lifespan: Any,
+    routers: Iterable[APIRouter],
+    *,
+    metrics: Metrics,
+    guard: fastapi_params.Depends,
+    logger: logging.Logger,
 ) -> FastAPI:
-    """A service's FastAPI app: no public docs, problem+json errors, its routers, request metrics and logs."""
+    """A service's FastAPI app: no public docs, problem+json errors, its routers and the shared ones
+    (:func:`shared_routes`), request metrics and logs."""
     from veilface.server.problems import install_problem_handlers
 
     app = FastAPI(title=title, version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_problem_handlers(app)
-    for router in routers:
+    for router in (*routers, shared_routes(metrics, guard)):
         app.include_router(router)
     app.add_middleware(ObserveRequests, metrics=metrics, logger=logger)
     return app

@@ -1,7 +1,7 @@
 """RFC 9457 problem details: every error either service returns is mapped here, and only here.
 
-Problem types are ``tag:`` URIs (RFC 4151): stable identifiers that need no web site, e.g.
-``tag:veilface,2025:problems/probe-not-normalised``. Details name what was wrong, never a value.
+The problem types themselves (slug, status, title) are :class:`veilface.protocol.ProblemType`. Details
+name what was wrong, never a value.
 """
 
 from __future__ import annotations
@@ -12,64 +12,56 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from veilface.crypto import InvalidCiphertextError, VeilfaceError
-
-PROBLEM_BASE = "tag:veilface,2025:problems/"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
+from veilface.protocol import PROBLEM_MEDIA_TYPE, ProblemDetails, ProblemType
+from veilface.protocol.headers import RETRY_AFTER
 
 log = logging.getLogger("veilface.server")
 
 
-class ProblemDetails(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str
-
-
 class Problem(Exception):
-    """An error with its HTTP status and problem type; raise it anywhere in a request."""
+    """An error with its problem type (and so its HTTP status, unless given); raise it anywhere in a request."""
 
     def __init__(
-        self, status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None
+        self, kind: ProblemType, detail: str, *, status: int | None = None, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.title = title
+        self.kind = kind
+        self.status = kind.status if status is None else status
         self.detail = detail
         self.headers = headers or {}
 
 
 def unauthorized(detail: str = "a valid bearer token is required") -> Problem:
-    return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+    return Problem(ProblemType.UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 def forbidden(detail: str) -> Problem:
-    return Problem(403, "forbidden", "Forbidden", detail)
+    return Problem(ProblemType.FORBIDDEN, detail)
 
 
 def invalid_request(detail: str) -> Problem:
-    return Problem(422, "invalid-request", "Invalid request", detail)
+    return Problem(ProblemType.INVALID_REQUEST, detail)
+
+
+def retry_later(kind: ProblemType, detail: str) -> Problem:
+    """A transient failure (503): the client may retry after a second."""
+    return Problem(kind, detail, headers={RETRY_AFTER: "1"})
 
 
 def problem_response(problem: Problem) -> JSONResponse:
-    body = ProblemDetails(
-        type=PROBLEM_BASE + problem.slug, title=problem.title, status=problem.status, detail=problem.detail
-    )
+    kind = problem.kind
+    body = ProblemDetails(type=kind.uri, title=kind.title, status=problem.status, detail=problem.detail)
     return JSONResponse(
         body.model_dump(), status_code=problem.status, headers=problem.headers, media_type=PROBLEM_MEDIA_TYPE
     )
 
 
-_HTTP_SLUGS = {
-    404: ("not-found", "Not found"),
-    405: ("method-not-allowed", "Method not allowed"),
-}
+_HTTP_TYPES = {404: ProblemType.NOT_FOUND, 405: ProblemType.METHOD_NOT_ALLOWED}
+_INTERNAL = "the service failed; see its logs"
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
@@ -88,9 +80,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
-        detail = exc.detail if isinstance(exc.detail, str) else title
-        return problem_response(Problem(exc.status_code, slug, title, detail, headers=dict(exc.headers or {})))
+        kind = _HTTP_TYPES.get(exc.status_code, ProblemType.HTTP_ERROR)
+        detail = exc.detail if isinstance(exc.detail, str) else kind.title
+        return problem_response(Problem(kind, detail, status=exc.status_code, headers=dict(exc.headers or {})))
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -98,29 +90,23 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_ciphertext(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, InvalidCiphertextError)
-        return problem_response(Problem(422, "invalid-ciphertext", "Invalid ciphertext", exc.message))
+        return problem_response(Problem(ProblemType.INVALID_CIPHERTEXT, exc.message))
 
     async def on_database(_: Request, exc: Exception) -> JSONResponse:
         # The database server is down, restarting or refusing connections: transient, as for the authority.
         log.warning("database unavailable", extra={"error": type(exc).__name__})
         return problem_response(
-            Problem(
-                503,
-                "database-unavailable",
-                "Database unavailable",
-                "the service cannot reach its database; retry later",
-                headers={"Retry-After": "1"},
-            )
+            retry_later(ProblemType.DATABASE_UNAVAILABLE, "the service cannot reach its database; retry later")
         )
 
     async def on_veilface(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, VeilfaceError)
         log.error("unhandled veilface error", extra={"error": type(exc).__name__})
-        return problem_response(Problem(500, "internal", "Internal error", "the service failed; see its logs"))
+        return problem_response(Problem(ProblemType.INTERNAL, _INTERNAL))
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error", extra={"error": type(exc).__name__})
-        return problem_response(Problem(500, "internal", "Internal error", "the service failed; see its logs"))
+        return problem_response(Problem(ProblemType.INTERNAL, _INTERNAL))
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -8,6 +8,7 @@ Authority: ``VEILFACE_AUTHORITY_KEYS_DIR`` ``VEILFACE_AUTHORITY_DATA_DIR``
 ``VEILFACE_AUTHORITY_DATABASE_URL`` ``VEILFACE_AUTHORITY_TOKEN`` ``VEILFACE_AUTHORITY_WORKERS`` and the
 ``VEILFACE_BUDGET_*`` limits. Both: ``VEILFACE_ENVIRONMENT`` (production or development) and
 ``VEILFACE_LOG_LEVEL``. Production (the default) refuses short tokens and plain HTTP to a remote authority.
+Settings that cannot work or are unsafe are refused when the settings are read (a ``ConfigurationError``).
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from veilface.crypto import ConfigurationError
+from veilface.protocol import MODELS
 
-# Cosine thresholds per model_id, the client backends' documented defaults (a test keeps them equal): dlib's
-# distance 0.6 on its raw descriptors (norm ~1.44) is cosine 0.91 on normalised ones, see client/_dlib_backend.py.
-DEFAULT_THRESHOLDS: dict[str, float] = {"dlib-resnet-v1-128": 0.91}
+# Cosine thresholds per exact model id, from the model table. A family (ArcFace) has none here: its threshold
+# depends on the recognition model, so such a deployment sets VEILFACE_MATCH_THRESHOLD after calibrating.
+DEFAULT_THRESHOLDS: dict[str, float] = {model.model_id: model.default_threshold for model in MODELS if not model.family}
 
 SCOPES = frozenset({"enroll", "verify", "admin"})
 MIN_OPERATOR_TOKEN_CHARS = 16
@@ -136,7 +138,8 @@ class MatcherSettings(_ServiceSettings):
                 f"no default match threshold for model {model_id!r}; calibrate one and set VEILFACE_MATCH_THRESHOLD"
             ) from None
 
-    def check_safe(self) -> None:
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> MatcherSettings:
         """Refuse settings that cannot work or are unsafe outside development."""
         operators = self.operators()
         if not operators:
@@ -155,6 +158,7 @@ class MatcherSettings(_ServiceSettings):
                     "VEILFACE_AUTHORITY_URL uses plain http to a remote host; use https "
                     "(or VEILFACE_ENVIRONMENT=development)"
                 )
+        return self
 
 
 class AuthoritySettings(_ServiceSettings):
@@ -176,5 +180,7 @@ class AuthoritySettings(_ServiceSettings):
     def database_url(self) -> str:
         return self.authority_database_url or sqlite_url(self.authority_data_dir / "authority.db")
 
-    def check_safe(self) -> None:
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> AuthoritySettings:
         self._check_authority_token()
+        return self

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
+from veilface.protocol import ProblemType
 from veilface.server.problems import Problem
 
 log = logging.getLogger("veilface.server.workers")
@@ -138,7 +139,7 @@ class ProcessRunner:
             except BrokenProcessPool:
                 log.error("worker process died; restarting the pool", extra={"operation": method, "attempt": attempt})
                 self._discard(executor)
-        raise Problem(503, "worker-failed", "Service unavailable", "a worker process failed; retry later")
+        raise Problem(ProblemType.WORKER_FAILED, "a worker process failed; retry later")
 
     def _discard(self, executor: ProcessPoolExecutor) -> None:
         with self._lock:

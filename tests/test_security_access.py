@@ -77,7 +77,14 @@ async def test_the_matcher_wants_a_token_on_every_endpoint_but_health_and_the_sc
     services: InProcess,
 ) -> None:
     for method, path in sorted(MATCHER_SCOPES):
-        for headers in ({}, auth("not-a-token-of-this-matcher"), auth(AUTHORITY_TOKEN), {"Authorization": "Basic x"}):
+        for headers in (
+            {},
+            auth("not-a-token-of-this-matcher"),
+            auth(AUTHORITY_TOKEN),
+            {"Authorization": "Basic x"},
+            {"Authorization": "Bearer "},
+            {"Authorization": f"Basic {ADMIN_TOKEN}"},
+        ):
             response = await services.matcher.request(method, concrete(path), headers=headers, content=b"x")
             assert response.status_code == 401, (method, path, headers)
             assert response.json()["type"].endswith("/unauthorized")
@@ -99,7 +106,12 @@ async def test_the_matcher_wants_a_token_on_every_endpoint_but_health_and_the_sc
 @pytest.mark.anyio
 async def test_the_authority_answers_only_the_matchers_token(services: InProcess) -> None:
     for method, path in sorted(AUTHORITY_ENDPOINTS):
-        for headers in ({}, auth(ADMIN_TOKEN), auth(AUTHORITY_TOKEN[:-1])):
+        for headers in (
+            {},
+            auth(ADMIN_TOKEN),
+            auth(AUTHORITY_TOKEN[:-1]),
+            {"Authorization": f"Token {AUTHORITY_TOKEN}"},
+        ):
             response = await services.authority.request(method, path, headers=headers, content=b"x")
             assert response.status_code == 401, (method, path, headers)
         response = await services.authority.request(method, path, headers=auth(AUTHORITY_TOKEN), content=b"x")

@@ -33,8 +33,8 @@ from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, near, unit, unnorm
 
 import veilface.crypto as vc
 from veilface.client.api import Client, ProbeRefusedError
+from veilface.protocol import PublicKeysAnswer
 from veilface.server.launch import RunningServices, start_services
-from veilface.server.matcher.app import public_keys_answer
 
 pytestmark = pytest.mark.e2e
 keyset, keys_dir, postgres_url, database = sf.keyset, sf.keys_dir, sf.postgres_url, sf.database
@@ -215,7 +215,7 @@ def test_a_client_given_the_wrong_authority_key_encrypts_nothing(
 
 def published(keyset: vc.KeySet, **changes: object) -> dict[str, object]:
     """A /v1/keys/public answer for ``keyset``, with fields replaced by ``changes``."""
-    body: dict[str, object] = public_keys_answer(keyset.public, keyset.description, keyset.signature)
+    body: dict[str, object] = PublicKeysAnswer.of(keyset.public, keyset.description, keyset.signature).model_dump()
     return body | changes
 
 

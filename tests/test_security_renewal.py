@@ -83,7 +83,7 @@ def test_rotation_moves_a_deployment_to_new_keys_while_it_keeps_serving(tmp_path
 
             new.enroll_embedding("alice", alice, replace=True)  # re-enrolment from the reference photo
             assert new.verify_embedding("alice", near(rng, alice)).match is True
-            assert new.subject("alice")["key_id"] == ids["key_id"]
+            assert new.subject("alice").key_id == ids["key_id"]
             moved = verify_refusal(old, "alice", alice)
             assert moved.problem_type.endswith("/reenrolment-required")
 

@@ -28,7 +28,7 @@ from server_fixtures import (
 )
 
 import veilface.crypto as vc
-from veilface.server import wire
+from veilface.protocol import headers
 from veilface.server.keystore import read_verify_key
 from veilface.server.matcher.authority_client import AuthorityClient
 
@@ -382,7 +382,7 @@ async def test_authority_answers_are_relayed_or_refused(
         calls += 1
         if calls > 1:
             return httpx.Response(status, json=body)
-        accepted = {"request_id": request.headers[wire.REQUEST_ID], "purpose": "enrol", "outcome": "normalised"}
+        accepted = {"request_id": request.headers[headers.REQUEST_ID], "purpose": "enrol", "outcome": "normalised"}
         return httpx.Response(200, json={**accepted, "record": None})
 
     transport = _authority_answering(enrol_then_answer)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import server_fixtures as sf
-from server_fixtures import AUTHORITY_TOKEN, OPERATOR_TOKENS, matcher_settings
+from server_fixtures import AUTHORITY_TOKEN, OPERATOR_TOKENS, authority_settings, matcher_settings
 from typer.testing import CliRunner
 
 from veilface.cli.app import app as cli_app
@@ -31,6 +31,7 @@ def test_operator_tokens_and_scopes_parse() -> None:
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VEILFACE_OPERATOR_TOKENS", OPERATOR_TOKENS)
+    monkeypatch.setenv("VEILFACE_AUTHORITY_TOKEN", AUTHORITY_TOKEN)
     monkeypatch.setenv("VEILFACE_MATCH_THRESHOLD", "0.5")
     monkeypatch.setenv("VEILFACE_MATCHER_WORKERS", "3")
     monkeypatch.setenv("VEILFACE_MATCHER_DATABASE_URL", "postgresql+psycopg://u:p@db/veilface")
@@ -62,13 +63,36 @@ def test_thresholds_default_per_model_only(tmp_path: Path) -> None:
 )
 def test_unsafe_matcher_settings_are_refused(tmp_path: Path, overrides: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        matcher_settings(tmp_path, tmp_path, **overrides).check_safe()
+        matcher_settings(tmp_path, tmp_path, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"authority_token": ""}, "VEILFACE_AUTHORITY_TOKEN is not set"),
+        ({"environment": "production", "authority_token": "short-internal-token"}, "at least 32"),
+    ],
+)
+def test_unsafe_authority_settings_are_refused(tmp_path: Path, overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        authority_settings(tmp_path, tmp_path, **overrides)
+
+
+def test_unsafe_settings_from_the_environment_are_refused_when_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VEILFACE_OPERATOR_TOKENS", "short")
+    monkeypatch.setenv("VEILFACE_AUTHORITY_TOKEN", AUTHORITY_TOKEN)
+    with pytest.raises(ConfigurationError, match="at least 16"):
+        MatcherSettings(matcher_keys_dir=tmp_path)
+    monkeypatch.setenv("VEILFACE_ENVIRONMENT", "development")
+    assert len(MatcherSettings(matcher_keys_dir=tmp_path).operators()) == 1
 
 
 def test_production_accepts_a_sound_configuration(tmp_path: Path) -> None:
-    settings = matcher_settings(tmp_path, tmp_path, environment="production", authority_url="http://127.0.0.1:8401")
-    settings.check_safe()
-    matcher_settings(tmp_path, tmp_path, environment="production", authority_url="https://auth.example").check_safe()
+    for url in ("http://127.0.0.1:8401", "http://localhost:8401", "https://auth.example"):
+        assert matcher_settings(tmp_path, tmp_path, environment="production", authority_url=url).authority_url == url
+    assert authority_settings(tmp_path, tmp_path, environment="production").environment == "production"
 
 
 def test_matcher_refuses_the_key_ceremony_directory(keys_dir: Path, tmp_path: Path) -> None:

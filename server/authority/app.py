@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from veilface.crypto import ConfigurationError
-from veilface.server.authority import routes_decisions, routes_health, routes_keys, routes_metrics
+from veilface.server.authority import routes_decisions, routes_health, routes_keys
+from veilface.server.authority.deps import matcher_only
 from veilface.server.authority.engine import AuthorityEngine
 from veilface.server.authority.ledger import Budgets, DecisionLedger, open_ledger_database
 from veilface.server.authority.state import AuthorityState
@@ -35,7 +36,6 @@ def budgets_from(settings: AuthoritySettings) -> Budgets:
 def create_authority_app(settings: AuthoritySettings, *, engine: AuthorityEngine | None = None) -> FastAPI:
     """The authority app. ``engine`` exists for tests and benchmarks (plaintext stand-in); production
     builds its engine from the secret bundle."""
-    settings.check_safe()
     keys = load_authority_keys(settings.authority_keys_dir)
     if engine is None:
         engine = AuthorityEngine.in_processes(keys.secret, workers=settings.authority_workers)
@@ -75,11 +75,12 @@ def create_authority_app(settings: AuthoritySettings, *, engine: AuthorityEngine
             ledger.database.dispose()
             log.info("authority stopped")
 
-    routers = [module.router for module in (routes_health, routes_keys, routes_decisions, routes_metrics)]
+    routers = [module.router for module in (routes_health, routes_keys, routes_decisions)]
     return assemble_app(
         "veilface authority",
         lifespan,
         routers,
         metrics=metrics,
+        guard=Depends(matcher_only),
         logger=log,
     )

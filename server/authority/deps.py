@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from veilface.server.auth import bearer_token, check_shared_token
+from veilface.server.auth import Bearer, check_shared_token
 from veilface.server.authority.state import AuthorityState
 
 
@@ -18,8 +18,8 @@ def authority_state(request: Request) -> AuthorityState:
 State = Annotated[AuthorityState, Depends(authority_state)]
 
 
-def matcher_only(request: Request, state: State) -> None:
-    check_shared_token(bearer_token(request), state.matcher_token)
+def matcher_only(credentials: Bearer, state: State) -> None:
+    check_shared_token(credentials, state.matcher_token)
 
 
 MatcherOnly = Annotated[None, Depends(matcher_only)]

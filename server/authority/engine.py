@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from veilface.crypto import AuthorityCipher, CkksAuthorityCipher, KeyBundle, Outcome, Purpose
-from veilface.server.matcher.engine import ENVELOPE_OVERHEAD
+from veilface.protocol import blinded_body_limit
 from veilface.server.workers import CipherRunner, InlineRunner, ProcessRunner
-
-# A verification carries the most blinded values: two norm checks and the score.
-MAX_BLINDED_VALUES = Purpose.VERIFY.checks
 
 
 @dataclass(frozen=True)
@@ -27,7 +24,7 @@ class AuthorityEngine:
         self._runner = runner
         self.key_id = key_id
         self.preset = preset
-        self.max_blinded_bytes = MAX_BLINDED_VALUES * ciphertext_bytes + ENVELOPE_OVERHEAD
+        self.max_blinded_bytes = blinded_body_limit(ciphertext_bytes)
 
     @classmethod
     def in_processes(cls, bundle: KeyBundle, *, workers: int) -> AuthorityEngine:

@@ -1,9 +1,11 @@
-"""One decision per blinded result: decrypt, check budgets and replay, audit, sign (wire format: wire.py)."""
+"""One decision per blinded result: decrypt, check budgets and replay, audit, sign.
+
+The wire format (headers, answer) is ``veilface.protocol``'s :class:`DecisionRequest` and :class:`DecisionAnswer`.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Annotated
 
@@ -11,25 +13,25 @@ import anyio
 from fastapi import APIRouter, Header, Request
 
 from veilface.crypto import Outcome, Purpose, sign_decision
-from veilface.server import wire
+from veilface.protocol import DecisionAnswer, ProblemType, headers, paths
 from veilface.server.authority.deps import MatcherOnly, State
 from veilface.server.authority.ledger import BudgetExhaustedError, ReplayError
 from veilface.server.bodies import BINARY_BODY, read_ciphertext_body
 from veilface.server.problems import Problem, invalid_request, problem_responses
 
-router = APIRouter(prefix="/v1", tags=["decisions"])
+router = APIRouter(tags=["decisions"])
 log = logging.getLogger("veilface.authority")
 
 
-def _header(value: str | None, name: str, pattern: re.Pattern[str]) -> str:
-    if value is None or not pattern.match(value):
+def _header(value: str | None, name: str) -> str:
+    if value is None or not headers.well_formed(name, value):
         raise invalid_request(f"header {name} is missing or malformed")
     return value
 
 
 @router.post(
-    "/decisions",
-    response_model=wire.DecisionAnswer,
+    paths.DECISIONS,
+    response_model=DecisionAnswer,
     responses=problem_responses(401, 409, 413, 415, 422, 429, 503),
     openapi_extra=BINARY_BODY,
 )
@@ -37,22 +39,22 @@ async def decide(
     request: Request,
     _: MatcherOnly,
     state: State,
-    request_id: Annotated[str | None, Header(alias=wire.REQUEST_ID)] = None,
-    subject_ref: Annotated[str | None, Header(alias=wire.SUBJECT_REF)] = None,
-    token_id: Annotated[str | None, Header(alias=wire.TOKEN_ID)] = None,
-    client_nonce: Annotated[str | None, Header(alias=wire.CLIENT_NONCE)] = None,
-    probe_sha256: Annotated[str | None, Header(alias=wire.PROBE_SHA256)] = None,
-) -> wire.DecisionAnswer:
+    request_id: Annotated[str | None, Header(alias=headers.REQUEST_ID)] = None,
+    subject_ref: Annotated[str | None, Header(alias=headers.SUBJECT_REF)] = None,
+    token_id: Annotated[str | None, Header(alias=headers.TOKEN_ID)] = None,
+    client_nonce: Annotated[str | None, Header(alias=headers.CLIENT_NONCE)] = None,
+    probe_sha256: Annotated[str | None, Header(alias=headers.PROBE_SHA256)] = None,
+) -> DecisionAnswer:
     blinded = await read_ciphertext_body(request, state.engine.max_blinded_bytes)
-    request_id = _header(request_id, wire.REQUEST_ID, wire.REQUEST_ID_PATTERN)
-    subject_ref = _header(subject_ref, wire.SUBJECT_REF, wire.SUBJECT_REF_PATTERN)
-    token_id = _header(token_id, wire.TOKEN_ID, wire.TOKEN_ID_PATTERN)
+    request_id = _header(request_id, headers.REQUEST_ID)
+    subject_ref = _header(subject_ref, headers.SUBJECT_REF)
+    token_id = _header(token_id, headers.TOKEN_ID)
     started = time.perf_counter()
     purpose, outcome = await state.engine.decide(blinded)
     state.metrics.stage.labels("decrypt").observe(time.perf_counter() - started)
     if purpose is Purpose.VERIFY:
-        client_nonce = _header(client_nonce, wire.CLIENT_NONCE, wire.NONCE_PATTERN)
-        probe_sha256 = _header(probe_sha256, wire.PROBE_SHA256, wire.SHA256_PATTERN)
+        client_nonce = _header(client_nonce, headers.CLIENT_NONCE)
+        probe_sha256 = _header(probe_sha256, headers.PROBE_SHA256)
 
     def record() -> None:
         state.ledger.record(
@@ -68,18 +70,14 @@ async def decide(
         async with state.ledger_lock:
             await anyio.to_thread.run_sync(record)
     except ReplayError:
-        raise Problem(409, "replayed-request", "Replayed request", "this request id was used before") from None
+        raise Problem(ProblemType.REPLAYED_REQUEST, "this request id was used before") from None
     except BudgetExhaustedError as exc:
         state.metrics.decisions.labels(purpose.value, f"refused-{exc.budget}").inc()
         log.warning("budget exhausted", extra={"budget": exc.budget, "token_id": token_id})
-        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
+        retry = {headers.RETRY_AFTER: str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
         renew = "; the key needs renewal" if exc.budget == "key" else ""
         raise Problem(
-            429,
-            "budget-exhausted",
-            "Decision budget exhausted",
-            f"the {exc.budget} decision budget is exhausted{renew}",
-            headers=headers,
+            ProblemType.BUDGET_EXHAUSTED, f"the {exc.budget} decision budget is exhausted{renew}", headers=retry
         ) from None
     state.metrics.decisions.labels(purpose.value, outcome.value).inc()
     log.info("decision", extra={"purpose": purpose.value, "outcome": outcome.value, "token_id": token_id})
@@ -95,4 +93,4 @@ async def decide(
             client_nonce=client_nonce,
             probe_sha256=probe_sha256,
         ).to_dict()
-    return wire.DecisionAnswer(request_id=request_id, purpose=purpose, outcome=outcome, record=signed)
+    return DecisionAnswer(request_id=request_id, purpose=purpose, outcome=outcome, record=signed)

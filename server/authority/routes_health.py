@@ -1,31 +1,18 @@
-"""Liveness and readiness of the authority: the only endpoints that need no token."""
+"""Readiness of the authority (``/healthz`` and ``/metrics``: ``server.metrics.shared_routes``); no token."""
 
 from __future__ import annotations
 
 import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
+from veilface.protocol import AuthorityReadiness, paths
 from veilface.server.authority.deps import State
 
 router = APIRouter(tags=["health"])
 
 
-class Health(BaseModel):
-    status: str
-
-
-class Readiness(BaseModel):
-    database: bool
-
-
-@router.get("/healthz", response_model=Health)
-async def healthz() -> Health:
-    return Health(status="ok")
-
-
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+@router.get(paths.READYZ, response_model=AuthorityReadiness, responses={503: {"model": AuthorityReadiness}})
 async def readyz(state: State) -> JSONResponse:
     database = await anyio.to_thread.run_sync(state.ledger.database.ping)
-    return JSONResponse(Readiness(database=database).model_dump(), status_code=200 if database else 503)
+    return JSONResponse(AuthorityReadiness(database=database).model_dump(), status_code=200 if database else 503)

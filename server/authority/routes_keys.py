@@ -6,20 +6,21 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from veilface.protocol import headers, paths
 from veilface.server.authority.deps import MatcherOnly, State
 from veilface.server.problems import problem_responses
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
-PEM_MEDIA_TYPE = "application/x-pem-file"
-KEY_ID_HEADER = "X-Key-Id"
+router = APIRouter(tags=["keys"])
 
 
 @router.get(
-    "/signing",
+    paths.SIGNING_KEY,
     response_class=Response,
-    responses={200: {"content": {PEM_MEDIA_TYPE: {}}}, **problem_responses(401)},
+    responses={200: {"content": {headers.PEM_MEDIA_TYPE: {}}}, **problem_responses(401)},
 )
 async def signing_key(_: MatcherOnly, state: State) -> Response:
     return Response(
-        state.signing_key.verify_key.to_pem(), media_type=PEM_MEDIA_TYPE, headers={KEY_ID_HEADER: state.engine.key_id}
+        state.signing_key.verify_key.to_pem(),
+        media_type=headers.PEM_MEDIA_TYPE,
+        headers={headers.KEY_ID: state.engine.key_id},
     )

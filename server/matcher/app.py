@@ -1,22 +1,22 @@
-"""Builds the matcher's FastAPI app: checks keys and settings first, opens storage and workers at start-up."""
+"""Builds the matcher's FastAPI app: checks its keys first, opens storage and workers at start-up."""
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from veilface.crypto import CkksClientCipher, ConfigurationError, KeyBundle, PublicDescription
+from veilface.crypto import CkksClientCipher, ConfigurationError
+from veilface.protocol import PublicKeysAnswer
 from veilface.server.auth import OperatorAuth
 from veilface.server.keystore import load_matcher_keys
-from veilface.server.matcher import routes_health, routes_keys, routes_metrics, routes_subjects
+from veilface.server.matcher import routes_health, routes_keys, routes_subjects
 from veilface.server.matcher.authority_client import AuthorityClient
+from veilface.server.matcher.deps import authenticated
 from veilface.server.matcher.engine import MatcherEngine
 from veilface.server.matcher.pseudonym import Pseudonymiser, load_or_create_key
 from veilface.server.matcher.state import MatcherState
@@ -31,19 +31,6 @@ log = logging.getLogger("veilface.matcher")
 IN_FLIGHT_PER_WORKER = 4
 
 
-def public_keys_answer(public: KeyBundle, description: PublicDescription, signature: str) -> dict[str, Any]:
-    """The body of ``GET /v1/keys/public``: the public bundle and the authority's signed description of it."""
-    return {
-        "key_id": description.key_id,
-        "preset": description.preset,
-        "model_id": description.model_id,
-        "dimension": description.dimension,
-        "description": description.to_dict(),
-        "signature": signature,
-        "bundle": base64.b64encode(public.context).decode(),
-    }
-
-
 def create_matcher_app(
     settings: MatcherSettings,
     *,
@@ -52,7 +39,6 @@ def create_matcher_app(
 ) -> FastAPI:
     """The matcher app. ``engine`` and ``authority_transport`` exist for tests and benchmarks (plaintext
     stand-ins, an in-process authority); production builds its engine from the evaluation bundle."""
-    settings.check_safe()
     keys = load_matcher_keys(settings.matcher_keys_dir)
     description = keys.description
     # Parsing the public bundle as a client would proves it holds no secret key.
@@ -101,7 +87,7 @@ def create_matcher_app(
                 store=store,
                 pseudonyms=pseudonyms,
                 authority=authority,
-                public_keys=public_keys_answer(keys.public, keys.description, keys.signature),
+                public_keys=PublicKeysAnswer.of(keys.public, keys.description, keys.signature),
                 in_flight=anyio.Semaphore(IN_FLIGHT_PER_WORKER * settings.matcher_workers),
             )
             log.info(
@@ -122,11 +108,12 @@ def create_matcher_app(
             store.database.dispose()
             log.info("matcher stopped")
 
-    routers = [module.router for module in (routes_health, routes_keys, routes_subjects, routes_metrics)]
+    routers = [module.router for module in (routes_health, routes_keys, routes_subjects)]
     return assemble_app(
         "veilface matcher",
         lifespan,
         routers,
         metrics=metrics,
+        guard=Depends(authenticated),
         logger=log,
     )

@@ -20,8 +20,8 @@ import httpx
 from pydantic import ValidationError
 
 from veilface.crypto import DecisionRecord, Outcome, Purpose, SignatureError, VerifyKey, verify_decision
-from veilface.server import wire
-from veilface.server.problems import PROBLEM_BASE, Problem
+from veilface.protocol import PROBLEM_BASE, DecisionAnswer, DecisionRequest, ProblemType, headers, paths
+from veilface.server.problems import Problem, retry_later
 
 log = logging.getLogger("veilface.matcher.authority")
 
@@ -33,11 +33,11 @@ class AuthorityDecision:
 
 
 def _unavailable(detail: str) -> Problem:
-    return Problem(503, "authority-unavailable", "Authority unavailable", detail, headers={"Retry-After": "1"})
+    return retry_later(ProblemType.AUTHORITY_UNAVAILABLE, detail)
 
 
 def _bad_answer(detail: str) -> Problem:
-    return Problem(502, "authority-bad-answer", "Bad answer from the authority", detail)
+    return Problem(ProblemType.AUTHORITY_BAD_ANSWER, detail)
 
 
 class AuthorityClient:
@@ -73,18 +73,19 @@ class AuthorityClient:
         matcher on the new keys pointed at an authority on the old ones is not ready)."""
         try:
             with anyio.fail_after(self._timeout):
-                own = await self._client.get("/readyz")
+                own = await self._client.get(paths.READYZ)
                 if own.status_code != 200:
                     log.warning("authority not ready", extra={"status": own.status_code})
                     return False
-                response = await self._client.get("/v1/keys/signing")
+                response = await self._client.get(paths.SIGNING_KEY)
         except (httpx.HTTPError, TimeoutError):
             return False
         if response.status_code != 200:
             log.warning("authority not ready", extra={"status": response.status_code})
             return False
-        if response.headers.get("x-key-id") != self._key_id:
-            log.warning("authority holds another key", extra={"authority_key_id": response.headers.get("x-key-id")})
+        authority_key_id = response.headers.get(headers.KEY_ID)
+        if authority_key_id != self._key_id:
+            log.warning("authority holds another key", extra={"authority_key_id": authority_key_id})
             return False
         return response.content.strip() == self._verify_key.to_pem().strip()
 
@@ -99,25 +100,22 @@ class AuthorityClient:
         client_nonce: str | None = None,
         probe_sha256: str | None = None,
     ) -> AuthorityDecision:
-        headers = {
-            "Content-Type": "application/octet-stream",
-            wire.REQUEST_ID: request_id,
-            wire.SUBJECT_REF: subject_ref,
-            wire.TOKEN_ID: token_id,
-        }
-        if client_nonce is not None and probe_sha256 is not None:
-            headers[wire.CLIENT_NONCE] = client_nonce
-            headers[wire.PROBE_SHA256] = probe_sha256
+        verification = (
+            {"client_nonce": client_nonce, "probe_sha256": probe_sha256}
+            if client_nonce is not None and probe_sha256 is not None
+            else {}
+        )
+        request = DecisionRequest(request_id=request_id, subject_ref=subject_ref, token_id=token_id, **verification)
         try:
             with anyio.fail_after(self._timeout):
-                response = await self._client.post("/v1/decisions", content=blinded, headers=headers)
+                response = await self._client.post(paths.DECISIONS, content=blinded, headers=request.as_headers())
         except (httpx.HTTPError, TimeoutError) as exc:
             log.warning("authority unreachable", extra={"error": type(exc).__name__})
             raise _unavailable("the authority did not answer in time; retry later") from None
         if response.status_code != 200:
             raise self._relay(response)
         try:
-            answer = wire.DecisionAnswer.model_validate_json(response.content)
+            answer = DecisionAnswer.model_validate_json(response.content)
         except ValidationError:
             raise _bad_answer("the authority's answer does not parse") from None
         if answer.request_id != request_id or answer.purpose is not purpose:
@@ -152,16 +150,14 @@ class AuthorityClient:
         except (ValueError, AttributeError):
             pass
         if status == 429:
-            retry_after = response.headers.get("Retry-After")
+            retry_after = response.headers.get(headers.RETRY_AFTER)
             return Problem(
-                429,
-                "budget-exhausted",
-                "Decision budget exhausted",
+                ProblemType.BUDGET_EXHAUSTED,
                 detail or "the authority's budget is exhausted",
-                headers={"Retry-After": retry_after} if retry_after else None,
+                headers={headers.RETRY_AFTER: retry_after} if retry_after else None,
             )
         if status == 409:
-            return Problem(409, "replayed-request", "Replayed request", "the authority has seen this request id")
+            return Problem(ProblemType.REPLAYED_REQUEST, "the authority has seen this request id")
         if status in (401, 403):
             log.error("authority refused the matcher's token", extra={"status": status})
             return _unavailable("the authority refused the matcher's credentials")

@@ -7,11 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from veilface.server.auth import OperatorAuth, bearer_token
+from veilface.protocol.paths import SUBJECT_ID_PATTERN, SUBJECT_ID_SYNTAX
+from veilface.server.auth import Bearer, OperatorAuth
 from veilface.server.matcher.state import MatcherState
 from veilface.server.settings import OperatorToken
-
-SUBJECT_ID_PATTERN = r"^[A-Za-z0-9._@-]{1,128}$"
 
 
 def matcher_state(request: Request) -> MatcherState:
@@ -22,8 +21,8 @@ def matcher_state(request: Request) -> MatcherState:
 State = Annotated[MatcherState, Depends(matcher_state)]
 
 
-def authenticated(request: Request, state: State) -> OperatorToken:
-    return state.auth.authenticate(bearer_token(request))
+def authenticated(credentials: Bearer, state: State) -> OperatorToken:
+    return state.auth.authenticate(credentials)
 
 
 Operator = Annotated[OperatorToken, Depends(authenticated)]
@@ -41,4 +40,4 @@ EnrollOperator = Annotated[OperatorToken, Depends(_scoped("enroll"))]
 VerifyOperator = Annotated[OperatorToken, Depends(_scoped("verify"))]
 AdminOperator = Annotated[OperatorToken, Depends(_scoped("admin"))]
 
-SubjectId = Annotated[str, Path(pattern=SUBJECT_ID_PATTERN, description="1-128 characters of A-Z a-z 0-9 . _ @ -")]
+SubjectId = Annotated[str, Path(pattern=SUBJECT_ID_PATTERN, description=SUBJECT_ID_SYNTAX)]

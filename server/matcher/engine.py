@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from veilface.crypto import CkksMatcherCipher, KeyBundle, MatcherCipher
+from veilface.protocol import embedding_body_limit
 from veilface.server.workers import CipherRunner, InlineRunner, ProcessRunner
-
-# Envelope prefix (magic, version, kind, header length: 8 bytes) plus its largest header (1024 bytes).
-ENVELOPE_OVERHEAD = 8 + 1024
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class MatcherEngine:
         self.model_id = model_id
         self.dimension = dimension
         self.preset = preset
-        self.max_envelope_bytes = ciphertext_bytes + ENVELOPE_OVERHEAD
+        self.max_envelope_bytes = embedding_body_limit(ciphertext_bytes)
 
     @classmethod
     def in_processes(cls, bundle: KeyBundle, *, model_id: str, dimension: int, workers: int) -> MatcherEngine:

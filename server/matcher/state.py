@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
+from veilface.protocol import PublicKeysAnswer
 from veilface.server.auth import OperatorAuth
 from veilface.server.keystore import MatcherKeys
 from veilface.server.matcher.authority_client import AuthorityClient
@@ -30,7 +30,7 @@ class MatcherState:
     store: TemplateStore
     pseudonyms: Pseudonymiser
     authority: AuthorityClient
-    public_keys: dict[str, Any]
+    public_keys: PublicKeysAnswer
     # Enrolments and verifications between their homomorphic step and the authority's answer. More wait for a
     # slot before they start: an overloaded matcher queues requests instead of piling them onto its workers
     # and the authority, where the wait would count against the authority's deadline and end in 503s.

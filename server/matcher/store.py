@@ -8,7 +8,7 @@ from sqlalchemy import Column, LargeBinary, MetaData, String, Table, bindparam, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from veilface.server.clock import utc_now
+from veilface.protocol import SubjectMeta, utc_now
 from veilface.server.database import Database
 
 SCHEMA_VERSION = 1
@@ -39,15 +39,6 @@ _DELETE = delete(templates).where(templates.c.subject_id == bindparam("subject_i
 
 class SubjectExistsError(Exception):
     """An enrolment without ``replace`` for a subject that already has a template."""
-
-
-@dataclass(frozen=True)
-class SubjectMeta:
-    subject_id: str
-    key_id: str
-    model_id: str
-    created_at: str
-    updated_at: str
 
 
 @dataclass(frozen=True)
