@@ -25,15 +25,7 @@ from veilface.server.matcher.pseudonym import load_or_create_key
 from veilface.server.matcher.store import SubjectExistsError, TemplateStore, open_template_database
 from veilface.server.migrations import upgrade_schema
 
-postgres_url = sf.postgres_url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'test.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+postgres_url, database_url = sf.postgres_url, sf.database_url
 
 
 @pytest.fixture

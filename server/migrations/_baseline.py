@@ -9,6 +9,9 @@ releases before migrations read it, and a revision they cannot work with should 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -68,3 +71,8 @@ def create_or_adopt(metadata: sa.MetaData, service: str) -> None:
 def drop(metadata: sa.MetaData) -> None:
     """Revision 0001's downgrade: drop every table, rows and all."""
     metadata.drop_all(op.get_bind())
+
+
+def baseline_steps(metadata: sa.MetaData, service: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Revision 0001's ``upgrade`` and ``downgrade`` for the service whose 0.1 tables ``metadata`` declares."""
+    return partial(create_or_adopt, metadata, service), partial(drop, metadata)

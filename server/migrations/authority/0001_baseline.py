@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from veilface.server.migrations._baseline import create_or_adopt, drop, legacy_version_table
+from veilface.server.migrations._baseline import baseline_steps, legacy_version_table
 
 revision = "0001"
 down_revision: str | None = None
-branch_labels: str | None = None
-depends_on: str | None = None
 
 metadata = sa.MetaData()
 sa.Table(
@@ -41,11 +39,4 @@ sa.Table(
     sa.Column("decisions", sa.BigInteger, nullable=False),
 )
 legacy_version_table(metadata, "authority")
-
-
-def upgrade() -> None:
-    create_or_adopt(metadata, "authority")
-
-
-def downgrade() -> None:
-    drop(metadata)
+upgrade, downgrade = baseline_steps(metadata, "authority")

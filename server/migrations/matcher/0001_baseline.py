@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from veilface.server.migrations._baseline import create_or_adopt, drop, legacy_version_table
+from veilface.server.migrations._baseline import baseline_steps, legacy_version_table
 
 revision = "0001"
 down_revision: str | None = None
-branch_labels: str | None = None
-depends_on: str | None = None
 
 metadata = sa.MetaData()
 sa.Table(
@@ -27,11 +25,4 @@ sa.Table(
     sa.Column("updated_at", sa.String(32), nullable=False),
 )
 legacy_version_table(metadata, "matcher")
-
-
-def upgrade() -> None:
-    create_or_adopt(metadata, "matcher")
-
-
-def downgrade() -> None:
-    drop(metadata)
+upgrade, downgrade = baseline_steps(metadata, "matcher")
