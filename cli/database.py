@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from veilface.crypto import ConfigurationError
 from veilface.server.authority.ledger import open_ledger_database
@@ -48,12 +48,12 @@ class Service(str, Enum):
 ServiceOption = Annotated[Service, typer.Option("--service", help="Whose database.", show_default=False)]
 Data = Annotated[
     Path | None,
-    typer.Option("--data", metavar="DIR", help="The service's data directory, as given to 'serve' [default: its own]."),
+    typer.Option("--data", metavar="DIR", help="The data directory given to 'serve' (default: the service's)."),
 ]
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
-        "--database-url", metavar="URL", help="The database URL instead [default: VEILFACE_<SERVICE>_DATABASE_URL]."
+        "--database-url", metavar="URL", help="The database URL instead (default: VEILFACE_<SERVICE>_DATABASE_URL)."
     ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
@@ -64,31 +64,37 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _open(service: Service, data: Path | None, database_url: str | None) -> tuple[Database, Path | None]:
-    """The service's database, and its data directory (None when a URL names the database)."""
+def _locate(service: Service, data: Path | None, database_url: str | None) -> tuple[str, Path | None]:
+    """The service's database URL, and its data directory (None when a URL names the database)."""
     if data is not None and database_url is not None:
         raise _fail("give --data DIR or --database-url URL, not both", EXIT_USAGE)
-    data_dir = None
-    if database_url is None:
-        # The settings 'serve' reads; they require a key directory, which finding the database does not use.
-        try:
-            if service is Service.MATCHER:
-                matcher = MatcherSettings(matcher_keys_dir=Path(), **({"matcher_data_dir": data} if data else {}))
-                database_url = matcher.database_url
-                data_dir = None if matcher.matcher_database_url else matcher.matcher_data_dir
-            else:
-                authority = AuthoritySettings(
-                    authority_keys_dir=Path(), **({"authority_data_dir": data} if data else {})
-                )
-                database_url = authority.database_url
-                data_dir = None if authority.authority_database_url else authority.authority_data_dir
-        except ValidationError as exc:
-            raise _fail(f"the service's settings do not validate ({exc.errors()[0]['msg']})", EXIT_USAGE) from None
-        if data_dir is not None:
-            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if database_url is not None:
+        return database_url, None
+    # The settings 'serve' reads; they require a key directory, which finding the database does not use.
+    try:
+        if service is Service.MATCHER:
+            matcher = MatcherSettings(matcher_keys_dir=Path(), **({"matcher_data_dir": data} if data else {}))
+            return matcher.database_url, None if matcher.matcher_database_url else matcher.matcher_data_dir
+        authority = AuthoritySettings(authority_keys_dir=Path(), **({"authority_data_dir": data} if data else {}))
+        return authority.database_url, None if authority.authority_database_url else authority.authority_data_dir
+    except ValidationError as exc:
+        raise _fail(f"the service's settings do not validate ({exc.errors()[0]['msg']})", EXIT_USAGE) from None
+
+
+def _open(service: Service, url: str, data_dir: Path | None, *, create: bool) -> Database:
+    """Open the database; without ``create``, refuse a SQLite file that does not exist rather than make it."""
+    if create and data_dir is not None:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the service makes it
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        parsed = None  # the opener names the problem
+    if not create and parsed and parsed.get_backend_name() == "sqlite" and parsed.database:
+        if not Path(parsed.database).is_file():
+            raise _fail(f"there is no {service.value} database at {parsed.database}", EXIT_USAGE)
     opener = open_template_database if service is Service.MATCHER else open_ledger_database
     try:
-        return opener(database_url), data_dir
+        return opener(url)
     except ConfigurationError as exc:
         raise _fail(exc.message, EXIT_USAGE) from None
 
@@ -116,8 +122,9 @@ def _where(database: Database) -> str:
 def upgrade(
     service: ServiceOption, data: Data = None, database_url: DatabaseUrl = None, json_out: JsonOut = False
 ) -> None:
-    """Bring the service's database to this release's schema (once, under a lock: safe beside a running service)."""
-    database, _ = _open(service, data, database_url)
+    """Bring the service's database to this release's schema: once, under the lock the services take too."""
+    url, data_dir = _locate(service, data, database_url)
+    database = _open(service, url, data_dir, create=True)
     with _reported(database):
         applied = upgrade_schema(database)
         status = schema_status(database)
@@ -135,7 +142,8 @@ def current(
     service: ServiceOption, data: Data = None, database_url: DatabaseUrl = None, json_out: JsonOut = False
 ) -> None:
     """Show the service's database revision and this release's; exit 1 when an upgrade is due."""
-    database, data_dir = _open(service, data, database_url)
+    url, data_dir = _locate(service, data, database_url)
+    database = _open(service, url, data_dir, create=False)
     with _reported(database):
         status = schema_status(database)
     if json_out:

@@ -380,6 +380,10 @@ def test_veilface_db_reports_refusals_and_usage_errors(tmp_path: Path) -> None:
     assert both.exit_code == 2 and both.stderr == "Error: give --data DIR or --database-url URL, not both\n"
     unusable = runner.invoke(db_app, ["upgrade", "--service", "matcher", "--database-url", "mysql://x/y"])
     assert unusable.exit_code == 2 and unusable.stderr.startswith("Error: database backend 'mysql'")
+    nowhere = runner.invoke(db_app, ["current", "--service", "matcher", "--data", str(tmp_path / "nowhere")])
+    assert nowhere.exit_code == 2
+    assert nowhere.stderr == f"Error: there is no matcher database at {tmp_path / 'nowhere' / 'matcher.db'}\n"
+    assert not (tmp_path / "nowhere").exists()
     make_release_0_1("matcher", url)
     database = open_template_database(url)
     with database.transaction() as conn:
