@@ -5,13 +5,10 @@ upgrades apply once, and with VEILFACE_AUTO_MIGRATE off a service refuses a data
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 import time
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -259,36 +256,36 @@ def test_a_downgrade_to_base_drops_the_tables_and_an_upgrade_makes_them_again(da
     database.dispose()
 
 
-def upgrade_in_child(service: str, url: str, waiting: Event, results: Queue[list[str]]) -> None:
-    database = open_database(service, url)
-    waiting.set()
-    results.put(upgrade_schema(database))
-    database.dispose()
+# A process that opens the database, says so, upgrades it and prints the revisions it applied.
+UPGRADE = """
+import json, sys
+from veilface.server.authority.ledger import open_ledger_database
+from veilface.server.matcher.store import open_template_database
+from veilface.server.migrations import upgrade_schema
+service, url = sys.argv[1:]
+database = (open_template_database if service == "matcher" else open_ledger_database)(url)
+print("upgrading", flush=True)
+print(json.dumps(upgrade_schema(database)), flush=True)
+"""
 
 
 @pytest.mark.parametrize("service", ["matcher", "authority"])
 def test_concurrent_upgrades_in_two_processes_both_succeed_and_apply_once(service: str, database_url: str) -> None:
     """Two processes wait for the migration lock that this one holds, then race for it: one applies the
     revision, the other finds it applied (a second CREATE TABLE would fail)."""
-    context = multiprocessing.get_context("spawn")
-    results: Queue[list[str]] = context.Queue()
     database = open_database(service, database_url)
     with database.migration_lock():
-        waiting = [context.Event(), context.Event()]
         children = [
-            context.Process(target=upgrade_in_child, args=(service, database_url, event, results)) for event in waiting
+            subprocess.Popen([sys.executable, "-c", UPGRADE, service, database_url], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
         ]
         for child in children:
-            child.start()
-        for event in waiting:
-            assert event.wait(120)
+            assert child.stdout is not None and child.stdout.readline() == "upgrading\n"
         time.sleep(1.0)
-        assert results.empty(), "an upgrade ran while another process held the migration lock"
-    outcomes = sorted((results.get(timeout=120), results.get(timeout=120)))
-    for child in children:
-        child.join(30)
-        assert child.exitcode == 0
-    assert outcomes == [[], [HEAD]]
+        assert [child.poll() for child in children] == [None, None], "an upgrade ran while the lock was held"
+    outcomes = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0]
+    assert sorted(json.loads(stdout) for stdout, _ in outcomes) == [[], [HEAD]]
     assert schema_status(database).current == HEAD
     database.dispose()
 
