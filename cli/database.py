@@ -81,8 +81,12 @@ def _locate(service: Service, data: Path | None, database_url: str | None) -> tu
         raise _fail(f"the service's settings do not validate ({exc.errors()[0]['msg']})", EXIT_USAGE) from None
 
 
-def _open(service: Service, url: str, data_dir: Path | None, *, create: bool) -> Database:
-    """Open the database; without ``create``, refuse a SQLite file that does not exist rather than make it."""
+def _open(
+    service: Service, data: Path | None, database_url: str | None, *, create: bool
+) -> tuple[Database, Path | None]:
+    """The service's database and data directory (see :func:`_locate`); without ``create``, refuse a SQLite
+    file that does not exist rather than make it."""
+    url, data_dir = _locate(service, data, database_url)
     if create and data_dir is not None:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the service makes it
     try:
@@ -94,7 +98,7 @@ def _open(service: Service, url: str, data_dir: Path | None, *, create: bool) ->
             raise _fail(f"there is no {service.value} database at {parsed.database}", EXIT_USAGE)
     opener = open_template_database if service is Service.MATCHER else open_ledger_database
     try:
-        return opener(url)
+        return opener(url), data_dir
     except ConfigurationError as exc:
         raise _fail(exc.message, EXIT_USAGE) from None
 
@@ -123,8 +127,7 @@ def upgrade(
     service: ServiceOption, data: Data = None, database_url: DatabaseUrl = None, json_out: JsonOut = False
 ) -> None:
     """Bring the service's database to this release's schema: once, under the lock the services take too."""
-    url, data_dir = _locate(service, data, database_url)
-    database = _open(service, url, data_dir, create=True)
+    database, _ = _open(service, data, database_url, create=True)
     with _reported(database):
         applied = upgrade_schema(database)
         status = schema_status(database)
@@ -142,8 +145,7 @@ def current(
     service: ServiceOption, data: Data = None, database_url: DatabaseUrl = None, json_out: JsonOut = False
 ) -> None:
     """Show the service's database revision and this release's; exit 1 when an upgrade is due."""
-    url, data_dir = _locate(service, data, database_url)
-    database = _open(service, url, data_dir, create=False)
+    database, data_dir = _open(service, data, database_url, create=False)
     with _reported(database):
         status = schema_status(database)
     if json_out:
