@@ -4,18 +4,21 @@ SQLite runs with ``journal_mode=WAL`` (readers never block the writer), ``synchr
 acknowledged write survives a power cut) and ``secure_delete=ON`` (deleted rows are overwritten with
 zeros). Every write is one transaction; ``exclusive=True`` serialises writers across processes
 (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL) for read-then-append work.
+The schema is Alembic's (:mod:`veilface.server.migrations`), changed only under :meth:`Database.migration_lock`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, event, func, select
+from sqlalchemy import Connection, MetaData, event, func, select
 from sqlalchemy.engine import Engine, create_engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -62,42 +65,46 @@ def create_database_engine(url: str) -> Engine:
 
 
 class Database:
-    """One service's database: its tables, a schema version, transactions and a readiness probe."""
+    """One service's database: its tables (``metadata``, the models), transactions and a readiness probe.
 
-    def __init__(self, url: str, metadata: MetaData, *, name: str, schema_version: int) -> None:
+    ``name`` (``matcher`` or ``authority``) picks the migrations and names the locks, so that the two
+    services can share one PostgreSQL database without contending.
+    """
+
+    def __init__(self, url: str, metadata: MetaData, *, name: str) -> None:
         self.engine = create_database_engine(url)
         self.metadata = metadata
-        self.schema_version = schema_version
-        # Names the advisory lock on PostgreSQL, so matcher and authority sharing a server do not contend.
-        self._lock_id = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") & 0x7FFFFFFFFFFFFFFF
-        self._version_table = Table(
-            f"vf_{name}_schema",
-            MetaData(),
-            Column("id", Integer, primary_key=True),
-            Column("version", Integer, nullable=False),
-            Column("component", String(32), nullable=False),
-        )
         self.name = name
+        self._lock_id = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") & 0x7FFFFFFFFFFFFFFF
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def create_schema(self) -> None:
-        """Create missing tables and record the schema version; refuse a database from a newer release."""
-        with self.transaction(exclusive=True) as conn:
-            self.metadata.create_all(conn, checkfirst=True)
-            self._version_table.create(conn, checkfirst=True)
-            found = conn.execute(select(self._version_table.c.version)).scalar_one_or_none()
-            if found is None:
-                conn.execute(
-                    self._version_table.insert().values(id=1, version=self.schema_version, component=self.name)
-                )
-            elif found > self.schema_version:
-                raise ConfigurationError(
-                    f"the {self.name} database has schema version {found}; this release knows up to "
-                    f"{self.schema_version} (upgrade veilface)"
-                )
+    @contextmanager
+    def migration_lock(self) -> Iterator[Connection]:
+        """A connection in an exclusive transaction that no other process's :meth:`migration_lock` overlaps.
+
+        PostgreSQL: the transaction holds the database's advisory lock. SQLite: the process first takes an
+        ``flock`` on ``<file>-migrate.lock`` beside the database (waiting as long as an upgrade takes, where
+        ``BEGIN IMMEDIATE`` alone would give up after its busy timeout), then begins ``BEGIN IMMEDIATE``.
+        """
+        with self._file_lock(), self.transaction(exclusive=True) as conn:
+            yield conn
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        path = self.engine.url.database
+        if self.dialect != "sqlite" or not path:
+            yield
+            return
+        # A file of its own: opening and closing the database file itself would drop SQLite's POSIX locks.
+        fd = os.open(f"{path}-migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     @contextmanager
     def transaction(self, *, exclusive: bool = False) -> Iterator[Connection]:

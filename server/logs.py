@@ -42,6 +42,6 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # httpx logs every request URL at INFO; the matcher's own request lines already say what happened.
-    for name in ("httpx", "httpcore"):
+    # httpx logs every request URL at INFO, alembic every schema check; veilface's own lines say what happened.
+    for name in ("httpx", "httpcore", "alembic"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

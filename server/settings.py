@@ -6,8 +6,9 @@ Matcher: ``VEILFACE_MATCHER_KEYS_DIR`` ``VEILFACE_MATCHER_DATA_DIR`` ``VEILFACE_
 ``VEILFACE_MATCHER_WORKERS`` ``VEILFACE_PSEUDONYM_KEY_FILE``.
 Authority: ``VEILFACE_AUTHORITY_KEYS_DIR`` ``VEILFACE_AUTHORITY_DATA_DIR``
 ``VEILFACE_AUTHORITY_DATABASE_URL`` ``VEILFACE_AUTHORITY_TOKEN`` ``VEILFACE_AUTHORITY_WORKERS`` and the
-``VEILFACE_BUDGET_*`` limits. Both: ``VEILFACE_ENVIRONMENT`` (production or development) and
-``VEILFACE_LOG_LEVEL``. Production (the default) refuses short tokens and plain HTTP to a remote authority.
+``VEILFACE_BUDGET_*`` limits. Both: ``VEILFACE_ENVIRONMENT`` (production or development),
+``VEILFACE_LOG_LEVEL`` and ``VEILFACE_AUTO_MIGRATE`` (true: upgrade the database schema at start-up).
+Production (the default) refuses short tokens and plain HTTP to a remote authority.
 Settings that cannot work or are unsafe are refused when the settings are read (a ``ConfigurationError``).
 """
 
@@ -92,6 +93,8 @@ class _ServiceSettings(BaseSettings):
 
     environment: Environment = "production"
     log_level: LogLevel = "info"
+    # Upgrade the database schema at start-up; off, a service refuses a database that is behind.
+    auto_migrate: bool = True
     authority_token: SecretStr = SecretStr("")
 
     def _check_authority_token(self) -> None:

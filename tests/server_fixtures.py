@@ -212,6 +212,15 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL: a SQLite file (its folder not made yet), or the test PostgreSQL server's."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'service.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
     """Both services' database settings for start_services(env=...), and the matcher's database URL (for
     scanning or reopening it): SQLite in the data directory, or the test PostgreSQL server."""

@@ -18,6 +18,7 @@ from typer.testing import CliRunner, Result
 from veilface.cli.app import app
 from veilface.crypto import Outcome, Purpose
 from veilface.server.authority.ledger import AuditEntry, Budgets, DecisionLedger, chain_hash, open_ledger_database
+from veilface.server.migrations import upgrade_schema
 
 postgres_url = sf.postgres_url
 
@@ -31,7 +32,7 @@ GENEROUS = Budgets(
 def write_rows(url: str, rows: int = ROWS) -> None:
     """``rows`` decisions, alternating between two tokens; the first token's second subject is refused."""
     ledger = DecisionLedger(open_ledger_database(url), GENEROUS)
-    ledger.database.create_schema()
+    upgrade_schema(ledger.database)
     for number in range(rows):
         ledger.record(
             request_id=secrets.token_hex(16),

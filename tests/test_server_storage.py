@@ -1,4 +1,4 @@
-"""Storage on SQLite and PostgreSQL: templates, erasure, schema versions, the decision ledger."""
+"""Storage on SQLite and PostgreSQL: templates, erasure, the decision ledger (the schema: test_server_migrations)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import server_fixtures as sf
-from sqlalchemy import update
 
 from veilface.crypto import ConfigurationError, Outcome, Purpose
 from veilface.server.authority.ledger import (
@@ -24,22 +23,15 @@ from veilface.server.authority.ledger import (
 from veilface.server.database import Database
 from veilface.server.matcher.pseudonym import load_or_create_key
 from veilface.server.matcher.store import SubjectExistsError, TemplateStore, open_template_database
+from veilface.server.migrations import upgrade_schema
 
-postgres_url = sf.postgres_url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'test.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+postgres_url, database_url = sf.postgres_url, sf.database_url
 
 
 @pytest.fixture
 def store(database_url: str) -> TemplateStore:
     database = open_template_database(database_url)
-    database.create_schema()
+    upgrade_schema(database)
     return TemplateStore(database)
 
 
@@ -82,20 +74,9 @@ def test_concurrent_enrolments_of_one_subject_store_exactly_one(store: TemplateS
     store.database.dispose()
 
 
-def test_a_database_from_a_newer_release_is_refused(database_url: str) -> None:
-    database = open_template_database(database_url)
-    database.create_schema()
-    database.create_schema()  # idempotent
-    with database.transaction() as conn:
-        conn.execute(update(database._version_table).values(version=99))
-    with pytest.raises(ConfigurationError, match="schema version 99"):
-        open_template_database(database_url).create_schema()
-    database.dispose()
-
-
 def test_deleted_and_replaced_templates_leave_the_sqlite_files(tmp_path: Path) -> None:
     store = TemplateStore(open_template_database(f"sqlite:///{tmp_path / 'matcher.db'}"))
-    store.database.create_schema()
+    upgrade_schema(store.database)
     first, second, kept = secrets.token_bytes(32), secrets.token_bytes(32), secrets.token_bytes(32)
     store.put("carol", key_id="k", model_id="m", template=first * 512, replace=False)
     store.put("dave", key_id="k", model_id="m", template=kept * 512, replace=False)
@@ -117,9 +98,7 @@ def test_unusable_database_urls_are_refused(url: str) -> None:
 
 
 def test_ping_reports_an_unreachable_database(tmp_path: Path) -> None:
-    database = Database(
-        "postgresql+psycopg://nobody:x@127.0.0.1:1/none", audit_log.metadata, name="probe", schema_version=1
-    )
+    database = Database("postgresql+psycopg://nobody:x@127.0.0.1:1/none", audit_log.metadata, name="probe")
     assert database.ping() is False
     sqlite = open_template_database(f"sqlite:///{tmp_path / 'ok.db'}")
     assert sqlite.ping() is True
@@ -150,7 +129,7 @@ def record(ledger: DecisionLedger, subject: str = "s" * 64, request_id: str | No
 
 def test_ledger_budgets_replay_and_chain(database_url: str) -> None:
     ledger = DecisionLedger(open_ledger_database(database_url), budgets(per_subject=2))
-    ledger.database.create_schema()
+    upgrade_schema(ledger.database)
     assert [record(ledger), record(ledger)] == ["match", "match"]
     with pytest.raises(BudgetExhaustedError) as refused:
         record(ledger)
@@ -168,7 +147,7 @@ def test_ledger_budgets_replay_and_chain(database_url: str) -> None:
 def test_concurrent_decisions_never_overspend(database_url: str) -> None:
     """Writers in parallel threads (each its own connection) share one budget of 5 exactly."""
     ledger = DecisionLedger(open_ledger_database(database_url), budgets(per_subject=5))
-    ledger.database.create_schema()
+    upgrade_schema(ledger.database)
     results: list[str] = []
 
     def attempt() -> None:

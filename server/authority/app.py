@@ -17,6 +17,7 @@ from veilface.server.authority.ledger import Budgets, DecisionLedger, open_ledge
 from veilface.server.authority.state import AuthorityState
 from veilface.server.keystore import load_authority_keys
 from veilface.server.metrics import Metrics, assemble_app
+from veilface.server.migrations import prepare_schema
 from veilface.server.settings import AuthoritySettings
 
 log = logging.getLogger("veilface.authority")
@@ -43,11 +44,12 @@ def create_authority_app(settings: AuthoritySettings, *, engine: AuthorityEngine
         raise ConfigurationError("the authority's cipher does not match its secret bundle")
     settings.authority_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ledger = DecisionLedger(open_ledger_database(settings.database_url), budgets_from(settings))
+    data_dir = None if settings.authority_database_url else settings.authority_data_dir
+    prepare_schema(ledger.database, auto_migrate=settings.auto_migrate, data_dir=data_dir)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(ledger.database.create_schema)
         try:
             await engine.start()
             app.state.authority = AuthorityState(

@@ -1,4 +1,4 @@
-"""Builds the matcher's FastAPI app: checks its keys first, opens storage and workers at start-up."""
+"""Builds the matcher's FastAPI app: checks keys, settings and the database schema first; workers start with it."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from veilface.server.matcher.pseudonym import Pseudonymiser, load_or_create_key
 from veilface.server.matcher.state import MatcherState
 from veilface.server.matcher.store import TemplateStore, open_template_database
 from veilface.server.metrics import Metrics, assemble_app
+from veilface.server.migrations import prepare_schema
 from veilface.server.settings import MatcherSettings
 
 log = logging.getLogger("veilface.matcher")
@@ -62,10 +63,11 @@ def create_matcher_app(
     settings.matcher_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pseudonyms = Pseudonymiser(load_or_create_key(settings.pseudonym_key_path))
     store = TemplateStore(open_template_database(settings.database_url))
+    data_dir = None if settings.matcher_database_url else settings.matcher_data_dir
+    prepare_schema(store.database, auto_migrate=settings.auto_migrate, data_dir=data_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(store.database.create_schema)
         authority = AuthorityClient(
             settings.authority_url,
             settings.authority_token.get_secret_value(),
