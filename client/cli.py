@@ -136,9 +136,9 @@ from veilface.client import _ops_cli  # noqa: E402
 
 _ops_cli.register(app)
 
-from veilface.bench import _cli as _bench_cli  # noqa: E402
+from veilface.cli.bench import bench_app  # noqa: E402
 
-_bench_cli.register(app)
+app.add_typer(bench_app, name="bench")
 
 
 from veilface.server import _cli as _server_cli  # noqa: E402

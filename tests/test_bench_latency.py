@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from veilface.client.cli import app
+from veilface.cli.bench import bench_app
 
 pytestmark = pytest.mark.e2e
 
@@ -17,7 +17,7 @@ P50_P95 = {"p50", "p95"}
 
 def test_bench_latency_tiny(tmp_path: Path) -> None:
     out, chart = tmp_path / "latency.json", tmp_path / "latency.png"
-    result = CliRunner().invoke(app, ["bench", "latency", "--runs", "2", "--json", str(out), "--plot", str(chart)])
+    result = CliRunner().invoke(bench_app, ["latency", "--runs", "2", "--json", str(out), "--plot", str(chart)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert {"preset", "model_id", "runs", "stages_ms", "plaintext_total_ms", "encrypted_total_ms"} <= set(report)

@@ -32,25 +32,12 @@ from security_helpers import database_values, descendants
 from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, auth, near, octets, unit, unnormalised_ckks
 
 import veilface.crypto as vc
+from veilface.bench.harness.processes import alive, pool_workers
 from veilface.server.keystore import read_bundle, read_public_description, read_verify_key
 from veilface.server.launch import start_services
 
 pytestmark = pytest.mark.e2e
 keyset, keys_dir, postgres_url, database = sf.keyset, sf.keys_dir, sf.postgres_url, sf.database
-
-
-def pool_workers(pid: int) -> set[int]:
-    """The worker processes of a service's process pool (not multiprocessing's resource tracker)."""
-    return {
-        child for child in descendants(pid) if b"spawn_main" in (Path("/proc") / str(child) / "cmdline").read_bytes()
-    }
-
-
-def alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def port_is_free(url: str) -> bool:
