@@ -331,7 +331,14 @@ def authority_outage(
 ) -> dict[str, Any]:
     """The authority SIGKILLed and restarted on its port (``kill``), or frozen and thawed (``freeze``)."""
     if mode == "kill":
-        inject, lift = dep.authority.kill, dep.authority.start
+
+        def inject() -> None:
+            dep.authority.kill()
+
+        def lift() -> None:  # lifted once it serves again: its start-up is not the matcher's to answer for
+            dep.authority.start()
+            dep.authority.wait_healthy()
+
     elif mode == "freeze":
 
         def inject() -> None:

@@ -145,12 +145,27 @@ class ServiceProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def _see_log(self) -> str:
+        return f"; see {self.log_path}" if self.log_path else ""
+
     def check_started(self) -> None:
         """Raise a ServiceError naming the log if the service has exited."""
         code = self.process.poll()
         if code is not None:
-            where = f"; see {self.log_path}" if self.log_path else ""
-            raise ServiceError(f"the {self.name} exited during start-up (status {code}){where}")
+            raise ServiceError(f"the {self.name} exited during start-up (status {code}){self._see_log()}")
+
+    def wait_healthy(self, timeout: float = READY_TIMEOUT_S) -> float:
+        """Seconds until the service answers ``/healthz``: its app is built (what it depends on may not be)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            self.check_started()
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2.0, verify=not self.tls).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise ServiceError(f"the {self.name} did not start within {timeout:.0f} s{self._see_log()}")
 
     def terminate(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM the service (it stops its own workers) and wait for its exit status."""
