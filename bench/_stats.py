@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+
+#: A benchmark's results: what ``--json`` writes, keys as each benchmark's README section lists them.
+Report = dict[str, Any]
+
+
+class Progress(Protocol):
+    """Told what a long benchmark is doing: a step, and how far into it (``done`` of ``total``, if known)."""
+
+    def __call__(self, step: str, done: float = 0.0, total: float | None = None) -> None: ...
+
+
+def quiet(step: str, done: float = 0.0, total: float | None = None) -> None:
+    """A ``Progress`` that tells no one."""
 
 
 def percentiles(samples: Sequence[float], *qs: int) -> dict[str, float]:
@@ -79,20 +89,3 @@ def targets_table(targets: Sequence[dict[str, Any]]) -> str:
         ["issue 7 target", "measured", "met"],
         [[row["target"], row["measured"], "yes" if row["met"] else "NO"] for row in targets],
     )
-
-
-def emit(
-    report: dict[str, Any],
-    *,
-    json_path: Path | None,
-    plot_path: Path | None,
-    plot: Callable[[dict[str, Any], Path], None],
-    markdown: Callable[[dict[str, Any]], str],
-) -> int:
-    """Write a benchmark's JSON and PNG where asked, and its markdown table alone on standard output."""
-    if json_path:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-    if plot_path:
-        plot(report, plot_path)
-    sys.stdout.write(markdown(report))
-    return 0

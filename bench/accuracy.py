@@ -1,7 +1,6 @@
 """Accuracy of the plaintext and the encrypted pipelines on the same labelled pairs (ISO/IEC 19795-1 terms).
 
-    veilface bench accuracy PAIRS [--root DIR] [--backend B] [--preset P] [--threshold T] [--json PATH]
-                                  [--plot PATH]
+``veilface bench accuracy PAIRS`` (``veilface.cli.bench``) runs ``run_accuracy`` and prints ``markdown``.
 
 PAIRS is a CSV (``image_a,image_b,same``) or LFW's ``pairs.txt``. Every distinct image is embedded once
 under the enrolment face policy (an image that fails it is a failure to acquire; its pairs are skipped)
@@ -21,26 +20,23 @@ pipeline and the largest score difference; a DET curve of both pipelines in ``--
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import veilface.crypto as vc
-from veilface.bench._services import deployment, stderr_progress
-from veilface.bench._stats import emit, machine, markdown_table
+from veilface.bench._stats import Progress, Report, machine, markdown_table, quiet
+from veilface.bench.harness.deployment import pipelines
 from veilface.client.calibration import Pair, eer, error_rates, fnmr_at_fmr, read_pairs, threshold_at_fmr
-from veilface.client.faces import BACKENDS, embed_single, load_embedder
+from veilface.client.faces import embed_single, load_embedder
 
 # The matcher's own recipe for blinding factors, called here so that the benchmark knows them.
-from veilface.crypto._protocol import blinding_factor, checks_for
+from veilface.crypto.testing import blinded_values, blinding_factor, checks_for, compare_with_factors
 
 FMR_TARGETS = {"1e-2": 1e-2, "1e-3": 1e-3}
-Progress = Callable[[str, int, int], None]
 
 
 def figures(genuine: Sequence[float], impostor: Sequence[float], fmr: float, fnmr: float) -> dict[str, float]:
@@ -66,16 +62,18 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def run(
+def run_accuracy(
     pairs_path: Path,
     *,
-    root: Path | None,
     backend: str,
     preset: str,
+    root: Path | None = None,
     threshold: float | None = None,
     model: Path | None = None,
-    on_progress: Progress | None = None,
-) -> dict[str, Any]:
+    progress: Progress = quiet,
+) -> Report:
+    """Every pair of ``pairs_path`` (images under ``root``, default its folder) through both pipelines and the
+    services; ``threshold`` defaults to the backend's."""
     pairs: list[Pair] = read_pairs(pairs_path, root)
     base = root if root is not None else pairs_path.parent
     embedder = load_embedder(backend, model_path=model)
@@ -84,8 +82,7 @@ def run(
     embeddings: dict[Path, np.ndarray] = {}
     failures: list[dict[str, str]] = []
     for index, image in enumerate(images):
-        if on_progress is not None:
-            on_progress("embedding images", index, len(images))
+        progress("embedding images", index + 1, len(images))
         try:
             embeddings[image] = embed_single(embedder, image)
         except (vc.ImageError, vc.FaceError) as exc:
@@ -100,7 +97,7 @@ def run(
     checks = checks_for(vc.Purpose.VERIFY, threshold)
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="veilface-bench-") as services_root:
-        with deployment(
+        with pipelines(
             Path(services_root),
             preset=preset,
             model_id=embedder.model_id,
@@ -116,16 +113,14 @@ def run(
             service = pipeline.client
             subjects = {image: f"image-{number}" for number, image in enumerate(embeddings)}
             for number, (image, subject) in enumerate(subjects.items()):
-                if on_progress is not None:
-                    on_progress("enrolling images", number, len(subjects))
+                progress("enrolling images", number + 1, len(subjects))
                 service.enroll_ciphertext(subject, ciphertexts[image])
             for number, pair in enumerate(scored):
-                if on_progress is not None:
-                    on_progress("comparing pairs", number, len(scored))
+                progress("comparing pairs", number + 1, len(scored))
                 template, probe = ciphertexts[pair.image_a], ciphertexts[pair.image_b]
                 blinding = [blinding_factor(bits) for _, _, bits in checks]
-                blinded = matcher.compare(template, probe, threshold, blinding=blinding)
-                _, values = authority.blinded_values(blinded)
+                blinded = compare_with_factors(matcher, template, probe, threshold, blinding)
+                _, values = blinded_values(authority, blinded)
                 _, outcome = authority.decide(blinded)
                 plaintext_score = float(embeddings[pair.image_a] @ embeddings[pair.image_b])
                 records.append(
@@ -141,7 +136,7 @@ def run(
                         "service_match": service.verify_ciphertext(subjects[pair.image_a], probe).match,
                     }
                 )
-    report: dict[str, Any] = {
+    report: Report = {
         "benchmark": "accuracy",
         "machine": machine(),
         "pairs_file": str(pairs_path),
@@ -199,7 +194,7 @@ def _det(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndar
     return fmr, fnmr
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
+def plot(report: Report, path: Path) -> None:
     """DET curves (log axes) of both pipelines, beside the score distributions and the threshold.
 
     A rate of 0 cannot sit on a log axis: it is drawn at half the smallest non-zero rate these pairs can
@@ -261,7 +256,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: Report) -> str:
     names = ("fmr", "fnmr", "eer", "fnmr_at_fmr_1e-2", "fnmr_at_fmr_1e-3")
     rows = [[pipeline, *(f"{report[pipeline][name]:.4f}" for name in names)] for pipeline in ("plaintext", "encrypted")]
     lines = [
@@ -280,42 +275,3 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     lines += [f"failed to acquire {item['image']}: {item['reason']}" for item in report["acquisition_failures"]]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pairs", type=Path, help="pairs CSV (image_a,image_b,same) or LFW pairs.txt")
-    parser.add_argument("--root", type=Path, help="image folder (default: the pairs file's folder)")
-    parser.add_argument("--backend", default="dlib", choices=BACKENDS, help="face backend (default dlib)")
-    parser.add_argument("--model", type=Path, help="insightface model pack directory or recognition .onnx")
-    parser.add_argument("--preset", default=vc.DEFAULT_PRESET, choices=sorted(vc.PRESETS), help="CKKS preset")
-    parser.add_argument("--threshold", type=float, help="cosine threshold (default: the backend's)")
-    parser.add_argument("--json", type=Path, help="write the results as JSON here")
-    parser.add_argument("--plot", type=Path, help="write the DET curve (PNG) here")
-    args = parser.parse_args(argv)
-    try:
-        with stderr_progress() as progress:
-            tasks: dict[str, Any] = {}
-
-            def on_progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total)
-                progress.update(tasks[stage], completed=done + 1)
-
-            report = run(
-                args.pairs,
-                root=args.root,
-                backend=args.backend,
-                preset=args.preset,
-                threshold=args.threshold,
-                model=args.model,
-                on_progress=on_progress,
-            )
-    except vc.VeilfaceError as exc:
-        sys.stderr.write(f"Error: {exc.message}\n")
-        return 3
-    return emit(report, json_path=args.json, plot_path=args.plot, plot=plot, markdown=markdown)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

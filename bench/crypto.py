@@ -1,6 +1,6 @@
 """Micro-benchmark of the CKKS core per preset, against TenSEAL's own ``ckks_vector.dot`` in the same run.
 
-    python -m veilface.bench.crypto [--runs N] [--pairs P] [--json PATH]
+``veilface bench crypto`` (``veilface.cli.bench``) runs ``run_crypto`` and prints ``markdown`` of its report.
 
 Per preset: client encryption (with serialisation), the matcher's compare (probe and template bytes in,
 blinded bytes out: load, multiply, blind, relinearise, re-randomise, serialise) with its masks and
@@ -14,29 +14,29 @@ machine noise hits them alike.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import tenseal as ts
-import tenseal.sealapi as sealapi
 
 import veilface.crypto as vc
-from veilface.bench._stats import machine, markdown_table, percentiles, timed
+from veilface.bench._stats import Report, machine, markdown_table, percentiles, timed
+from veilface.crypto.testing import blinded_values, compare_steps, compare_with_factors
 
 DIMENSION = 512
 MODEL = "bench-random-512"
+TENSEAL_PARAMETERS = "N=8192 [60,40,60] Delta=2^40"
+# Timed whole, per round; the SEAL steps of a compare (veilface.crypto.testing.compare_steps) come after.
+TIMED = ("encrypt", "compare", "compare_unstocked", "decide", "tenseal_dot")
 
 
-def _unit(rng: np.random.Generator) -> np.ndarray:
-    v = rng.normal(size=DIMENSION)
-    return v / np.linalg.norm(v)
+def unit_vector(rng: np.random.Generator, dimension: int = DIMENSION) -> np.ndarray:
+    vector = rng.normal(size=dimension)
+    return vector / np.linalg.norm(vector)
 
 
-class _TensealDot:
+class TensealDot:
     """TenSEAL's high-level path: replicated ckks_vector, rotations via Galois keys, .dot, serialise."""
 
     def __init__(self) -> None:
@@ -61,45 +61,22 @@ class _TensealDot:
         return float(ts.ckks_vector_from(self.secret, result).decrypt()[0])
 
 
-STEPS = ("encrypt_zero", "mask", "multiply_relinearize", "conjugate", "serialise")
-
-
-def _step_timers(matcher: vc.CkksMatcherCipher, template: bytes, probe: bytes) -> dict[str, Any]:
-    """The SEAL operations a compare is made of, each timed alone on the matcher's own objects (private
-    names: what a compare costs is the sum of these, and no public API splits it up)."""
-    evaluator, stored, fresh = matcher._evaluator, matcher._open(template), matcher._open(probe)
-    out = sealapi.Ciphertext(matcher._seal)
-
-    def multiply_relinearize() -> None:
-        evaluator.multiply(stored, fresh, out)
-        evaluator.relinearize_inplace(out, matcher._relin_keys)
-
-    return {
-        "encrypt_zero": lambda: matcher._encryptor.encrypt_zero(matcher._parms_id, out),
-        "mask": lambda: matcher._mask(2.0**58),
-        "multiply_relinearize": multiply_relinearize,
-        "conjugate": lambda: evaluator.complex_conjugate(fresh, matcher._conjugation_keys, out),
-        "serialise": lambda: matcher._files.ciphertext_bytes(fresh),
-    }
-
-
-def bench_preset(preset: str, runs: int, pairs: int, baseline: _TensealDot | None, seed: int) -> dict[str, Any]:
+def bench_preset(preset: str, runs: int, pairs: int, baseline: TensealDot | None, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     keys = vc.key_ceremony(preset, model_id=MODEL, dimension=DIMENSION)
     client = vc.CkksClientCipher(keys.public, model_id=MODEL, dimension=DIMENSION)
     matcher = vc.CkksMatcherCipher(keys.evaluation, model_id=MODEL, dimension=DIMENSION)
     authority = vc.CkksAuthorityCipher(keys.secret)
 
-    stages = ("encrypt", "compare", "compare_unstocked", "decide", "tenseal_dot", *STEPS)
-    times: dict[str, list[float]] = {stage: [] for stage in stages}
-    template_vector, probe_vector = _unit(rng), _unit(rng)
+    template_vector, probe_vector = unit_vector(rng), unit_vector(rng)
     template = client.encrypt(template_vector)
     tenseal_template = baseline.encrypt(template_vector) if baseline else b""
     tenseal_probe = baseline.encrypt(probe_vector) if baseline else b""
     blinded = b""
-    steps = _step_timers(matcher, template, client.encrypt(probe_vector))
+    steps = compare_steps(matcher, template, client.encrypt(probe_vector))
+    times: dict[str, list[float]] = {stage: [] for stage in (*TIMED, *steps)}
     for _ in range(runs):
-        for name in STEPS:
+        for name in steps:
             times[name].append(timed(steps[name])[1])
         probe, ms = timed(lambda: client.encrypt(probe_vector))
         times["encrypt"].append(ms)
@@ -128,14 +105,13 @@ def bench_preset(preset: str, runs: int, pairs: int, baseline: _TensealDot | Non
 
     errors = []
     for i in range(pairs):
-        a, b = _unit(rng), _unit(rng)
+        a, b = unit_vector(rng), unit_vector(rng)
         mix = rng.uniform(-1, 1)
         b = mix * a + np.sqrt(1 - mix**2) * b
         b /= np.linalg.norm(b)
-        r = 1 + i % 1024
-        _, values = authority.blinded_values(
-            matcher.compare(client.encrypt(a), client.encrypt(b), 0.0, blinding=[1, 1, r])
-        )
+        r = 1 + i % 1024  # known factors, so that the score can be read back
+        blinded_pair = compare_with_factors(matcher, client.encrypt(a), client.encrypt(b), 0.0, [1, 1, r])
+        _, values = blinded_values(authority, blinded_pair)
         errors.append(abs(values[2] / r - float(a @ b)))
 
     result: dict[str, Any] = {
@@ -165,29 +141,31 @@ def bench_preset(preset: str, runs: int, pairs: int, baseline: _TensealDot | Non
     return result
 
 
-def tenseal_dot_error(baseline: _TensealDot, pairs: int, seed: int) -> float:
+def tenseal_dot_error(baseline: TensealDot, pairs: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
     worst = 0.0
     for _ in range(pairs):
-        a, b = _unit(rng), _unit(rng)
+        a, b = unit_vector(rng), unit_vector(rng)
         worst = max(worst, abs(baseline.score(baseline.compare(baseline.encrypt(a), baseline.encrypt(b))) - a @ b))
     return float(worst)
 
 
-def run(runs: int, pairs: int, presets: list[str]) -> dict[str, Any]:
-    baseline = _TensealDot()
+def run_crypto(*, runs: int, pairs: int, presets: Sequence[str] = ()) -> Report:
+    """Every preset in ``presets`` (default: all), ``runs`` timed rounds and ``pairs`` random 512-D pairs each."""
+    presets = list(presets) or list(vc.PRESETS)
+    baseline = TensealDot()
     results = [bench_preset(p, runs, pairs, baseline, seed=i) for i, p in enumerate(presets)]
     return {
         "machine": machine(),
         "presets": results,
         "tenseal_dot": {
-            "parameters": "N=8192 [60,40,60] Delta=2^40",
+            "parameters": TENSEAL_PARAMETERS,
             "max_abs_score_error": tenseal_dot_error(baseline, min(pairs, 200), seed=99),
         },
     }
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: Report) -> str:
     rows = []
     for r in report["presets"]:
         ms = r["ms"]
@@ -222,9 +200,10 @@ def markdown(report: dict[str, Any]) -> str:
         ],
         rows,
     )
+    names = [name for name in report["presets"][0]["ms"] if name not in TIMED]
     steps = markdown_table(
-        ["preset", *(f"{name} ms" for name in STEPS)],
-        [[r["preset"], *(f"{r['ms'][name]['p50']:.3f}" for name in STEPS)] for r in report["presets"]],
+        ["preset", *(f"{name} ms" for name in names)],
+        [[r["preset"], *(f"{r['ms'][name]['p50']:.3f}" for name in names)] for r in report["presets"]],
     )
     tenseal = report["tenseal_dot"]
     return (
@@ -232,21 +211,3 @@ def markdown(report: dict[str, Any]) -> str:
         "What a compare is made of, p50 of each SEAL step alone (a verification: 2 encryptions of zero and masks, "
         f"2 multiply + relinearise, 2 conjugations, 2 serialisations, plus plaintext products and adds):\n\n{steps}\n"
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=100, help="timed rounds per preset")
-    parser.add_argument("--pairs", type=int, default=1000, help="random pairs for the max score error")
-    parser.add_argument("--preset", action="append", choices=sorted(vc.PRESETS), help="repeatable; default all")
-    parser.add_argument("--json", type=Path, help="write the results as JSON here")
-    args = parser.parse_args(argv)
-    report = run(args.runs, args.pairs, args.preset or list(vc.PRESETS))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    sys.stdout.write(markdown(report))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Time per stage of the client's face pipeline (decode, detect, landmarks, embed), per backend.
 
-    python -m veilface.bench.faces [--runs N] [--backend B ...] [--model PATH] [--json PATH]
+``veilface bench faces`` (``veilface.cli.bench``) runs ``run_faces`` and prints ``markdown`` of its report.
 
 Inputs are photos that installed packages ship: Tom Hanks (112 x 112, one face), t1.jpg (1280 x 886,
 six faces), and Tom Hanks enlarged on a 4000 x 3000 canvas (JPEG), which exercises the shrink-for-detection
@@ -10,16 +10,14 @@ A backend whose model files are missing (insightface without a pack) is reported
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from veilface.bench._stats import machine, markdown_table, percentiles
+from veilface.bench._stats import Report, machine, markdown_table, percentiles
 from veilface.client.faces import BACKENDS, STAGES, load_embedder
 from veilface.client.samples import sample_images
 from veilface.crypto import VeilfaceError
@@ -41,11 +39,12 @@ def bench_images() -> dict[str, bytes]:
     }
 
 
-def run(backends: list[str], runs: int, model: Path | None = None) -> dict[str, Any]:
+def run_faces(*, runs: int, backends: Sequence[str] = (), model: Path | None = None) -> Report:
+    """Each backend in ``backends`` (default: all) on the three images, ``runs`` timed runs after a warm-up."""
     images = bench_images()
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for backend in backends:
+    for backend in backends or BACKENDS:
         try:
             embedder = load_embedder(backend, model_path=model if backend == "insightface" else None)
         except VeilfaceError as exc:
@@ -71,7 +70,7 @@ def run(backends: list[str], runs: int, model: Path | None = None) -> dict[str, 
     return {"benchmark": "faces", "runs": runs, "machine": machine(), "results": results, "skipped": skipped}
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: Report) -> str:
     headers = ["backend", "image", "faces", *STAGES, "total"]
     rows = [
         [
@@ -90,23 +89,3 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     lines += [f"\nskipped {item['backend']}: {item['reason']}" for item in report["skipped"]]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per image (after one warm-up run)")
-    parser.add_argument("--backend", action="append", choices=BACKENDS, help="repeatable; default all")
-    parser.add_argument("--model", type=Path, help="insightface model pack directory or recognition .onnx")
-    parser.add_argument("--json", type=Path, help="write the results as JSON here")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    report = run(args.backend or list(BACKENDS), args.runs, args.model)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    sys.stdout.write(markdown(report))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Verification latency per stage: the encrypted pipeline and the plaintext stand-in, interleaved in one run.
 
-    veilface bench latency [--backend B] [--preset P] [--runs N] [--image IMG] [--json PATH] [--plot PATH]
+``veilface bench latency`` (``veilface.cli.bench``) runs ``run_latency`` and prints ``markdown`` of its report.
 
 Each round runs the client's whole pipeline once per pipeline (the order alternates between rounds), from
 image bytes to a checked decision: decode + detect, landmarks, embed, encrypt (the stand-in packs floats
@@ -21,35 +21,21 @@ In the same rounds, in this process (no HTTP, IPC or database):
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tenseal as ts
-import tenseal.sealapi as sealapi
 
 import veilface.crypto as vc
-from veilface.bench._services import (
-    PIPELINES,
-    Deployment,
-    OtherLoad,
-    Pipeline,
-    deployment,
-    matcher_stage_means,
-    stderr_progress,
-)
-from veilface.bench._stats import emit, machine, markdown_table, percentiles, targets_table, timed
-from veilface.bench.crypto import _TensealDot
-from veilface.client.faces import BACKENDS, StagedFaceEmbedder, embed_single, load_embedder
+from veilface.bench._stats import Progress, Report, machine, markdown_table, percentiles, quiet, targets_table, timed
+from veilface.bench.crypto import TENSEAL_PARAMETERS, TensealDot, unit_vector
+from veilface.bench.harness.deployment import PIPELINES, Pipeline, Pipelines, matcher_stage_means, pipelines
+from veilface.bench.harness.processes import OtherLoad
+from veilface.client.faces import StagedFaceEmbedder, embed_single, load_embedder
 from veilface.client.samples import sample_images
-
-# SEAL's byte format lives in this one crypto module; the benchmark times its serialisation on its own.
-from veilface.crypto._seal_io import SealFiles
+from veilface.crypto.testing import compare_steps
 
 SUBJECT = "bench-latency"
 WARMUP_ROUNDS = 1
@@ -65,21 +51,6 @@ ISSUE_7 = {
     "evaluation_bundle_bytes": 256 * 1024,
     "encryption_overhead": 0.05,
 }
-
-
-class _Serialise:
-    """One fresh CKKS ciphertext, turned into bytes exactly as the client cipher does at the end of encrypt."""
-
-    def __init__(self, public: vc.KeyBundle, preset: str) -> None:
-        context = ts.context_from(public.context)
-        seal = context.seal_context().data
-        plain, self._ciphertext = sealapi.Plaintext(), sealapi.Ciphertext(seal)
-        sealapi.CKKSEncoder(seal).encode(0.5, 2.0 ** vc.get_preset(preset).scale_bits, plain)
-        sealapi.Encryptor(seal, context.public_key().data).encrypt(plain, self._ciphertext)
-        self._files = SealFiles()
-
-    def __call__(self) -> bytes:
-        return self._files.ciphertext_bytes(self._ciphertext)
 
 
 class _Local:
@@ -151,21 +122,16 @@ def _end_to_end(pipeline: Pipeline, embedder: StagedFaceEmbedder, image: bytes) 
     return stages, probe, record.match
 
 
-def _unit(rng: np.random.Generator, dimension: int) -> np.ndarray:
-    vector = rng.normal(size=dimension)
-    return vector / np.linalg.norm(vector)
-
-
 class _Baseline:
     """The compare at 512-D on random unit vectors, beside TenSEAL's ``.dot`` over the same scope."""
 
     def __init__(self, preset: str, rng: np.random.Generator) -> None:
-        self.tenseal = _TensealDot()
+        self.tenseal = TensealDot()
         keys = vc.key_ceremony(preset, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
         self.client = vc.CkksClientCipher(keys.public, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
         matcher = vc.CkksMatcherCipher(keys.evaluation, model_id=BASELINE_MODEL, dimension=BASELINE_DIMENSION)
         self.local = _Local(matcher, vc.CkksAuthorityCipher(keys.secret), keys, 0.0)
-        template, self.probe_vector = _unit(rng, BASELINE_DIMENSION), _unit(rng, BASELINE_DIMENSION)
+        template, self.probe_vector = unit_vector(rng, BASELINE_DIMENSION), unit_vector(rng, BASELINE_DIMENSION)
         self.template = self.client.encrypt(template)
         self.tenseal_template = self.tenseal.encrypt(template)
         self.tenseal_probe = self.tenseal.encrypt(self.probe_vector)
@@ -184,19 +150,13 @@ class _Baseline:
 class _Rounds:
     """Both deployments' end-to-end verifications and in-process stages, one round at a time."""
 
-    def __init__(
-        self, deployed: Deployment, embedder: StagedFaceEmbedder, image: bytes, template: np.ndarray, preset: str
-    ) -> None:
+    def __init__(self, deployed: Pipelines, embedder: StagedFaceEmbedder, image: bytes, template: np.ndarray) -> None:
         self.deployed, self.embedder, self.image = deployed, embedder, image
         keyset, threshold = deployed.keyset, embedder.default_threshold
         model_id, dimension = embedder.model_id, embedder.dimension
+        matcher = vc.CkksMatcherCipher(keyset.evaluation, model_id=model_id, dimension=dimension)
         self.local = {
-            "encrypted": _Local(
-                vc.CkksMatcherCipher(keyset.evaluation, model_id=model_id, dimension=dimension),
-                vc.CkksAuthorityCipher(keyset.secret),
-                keyset,
-                threshold,
-            ),
+            "encrypted": _Local(matcher, vc.CkksAuthorityCipher(keyset.secret), keyset, threshold),
             "plaintext": _Local(
                 vc.PlaintextMatcherCipher(key_id=keyset.key_id, model_id=model_id, dimension=dimension),
                 vc.PlaintextAuthorityCipher(key_id=keyset.key_id),
@@ -204,11 +164,13 @@ class _Rounds:
                 threshold,
             ),
         }
-        self.serialise = _Serialise(keyset.public, preset)
         self.templates: dict[str, bytes] = {}
         for name, pipeline in deployed.pipelines.items():
             self.templates[name] = pipeline.client_cipher.encrypt(template)
             pipeline.client.enroll_ciphertext(SUBJECT, self.templates[name])
+        # A fresh client encryption turned into bytes, the last step of encrypt (the template is one).
+        encrypted = self.templates["encrypted"]
+        self.serialise = compare_steps(matcher, encrypted, encrypted)["serialise"]
         self.probes: dict[str, bytes] = {}
         self.blinded: dict[str, bytes] = {}
 
@@ -234,16 +196,20 @@ class _Rounds:
         return stages, matched
 
 
-def run(
+def run_latency(
     *,
     backend: str,
     preset: str,
     runs: int,
-    image: Path | None,
+    image: Path | None = None,
     model: Path | None = None,
-    on_round: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Set up (keys, services, baseline), then ``runs`` interleaved rounds after one warm-up round."""
+    progress: Progress = quiet,
+) -> Report:
+    """Set up (keys, services, baseline), then ``runs`` interleaved rounds after one warm-up round.
+
+    ``image`` is a photo with exactly one usable face (default: Tom Hanks, shipped with insightface);
+    ``model`` an insightface pack or recognition .onnx for that backend.
+    """
     embedder = load_embedder(backend, model_path=model)
     image_path = image or sample_images()["tom_hanks"]
     image_bytes = image_path.read_bytes()
@@ -255,14 +221,14 @@ def run(
     matches: dict[str, int] = dict.fromkeys(PIPELINES, 0)
 
     with tempfile.TemporaryDirectory(prefix="veilface-bench-") as root:
-        with deployment(
+        with pipelines(
             Path(root),
             preset=preset,
             model_id=embedder.model_id,
             dimension=embedder.dimension,
             threshold=embedder.default_threshold,
         ) as deployed:
-            rounds = _Rounds(deployed, embedder, image_bytes, template_embedding, preset)
+            rounds = _Rounds(deployed, embedder, image_bytes, template_embedding)
             # The warm-up round runs inside too: one round in many, not worth a second loop.
             with OtherLoad() as other_load:
                 for index in range(WARMUP_ROUNDS + runs):
@@ -276,8 +242,7 @@ def run(
                             samples[name].setdefault(stage, []).append(ms)
                     for kind, ms in wide.items():
                         wide_samples[kind].append(ms)
-                    if on_round is not None:
-                        on_round(index - WARMUP_ROUNDS + 1, runs)
+                    progress("latency rounds", index - WARMUP_ROUNDS + 1, runs)
             byte_counts = {
                 name: {
                     "probe": len(rounds.probes[name]),
@@ -300,7 +265,7 @@ def run(
     compare_512_ms = {kind: percentiles(wide_samples[kind]) for kind in ("stocked", "unstocked")}
     tenseal_dot_ms = percentiles(wide_samples["tenseal_dot"])
     paired = np.asarray(samples["encrypted"]["total"]) / np.asarray(samples["plaintext"]["total"])
-    report: dict[str, Any] = {
+    report: Report = {
         "benchmark": "latency",
         "machine": machine(),
         "preset": preset,
@@ -318,7 +283,7 @@ def run(
         "encrypted_to_plaintext_total_paired_p50": round(float(np.median(paired)), 4),
         "compare_512_ms": compare_512_ms,
         "tenseal_dot_ms": tenseal_dot_ms,
-        "tenseal_dot_parameters": "N=8192 [60,40,60] Delta=2^40, 512-D",
+        "tenseal_dot_parameters": f"{TENSEAL_PARAMETERS}, {BASELINE_DIMENSION}-D",
         "match_speedup_vs_tenseal_dot": round(tenseal_dot_ms["p50"] / compare_512_ms["stocked"]["p50"], 2),
         "bytes": {
             **byte_counts["encrypted"],
@@ -338,7 +303,7 @@ def run(
     return report
 
 
-def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(report: Report) -> list[dict[str, Any]]:
     """Issue 7's latency, speed and size targets against this run's figures."""
     stages, size = report["stages_ms"], report["bytes"]
     overhead = report["encrypted_to_plaintext_total"] - 1.0
@@ -366,7 +331,7 @@ def _ms(cell: dict[str, float] | None) -> str:
     return f"{cell['p50']:.2f} ({cell['p95']:.2f})" if cell else "-"
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: Report) -> str:
     encrypted, plaintext = report["stages_ms"], report["plaintext_stages_ms"]
     order = (*PIPELINE_STAGES, "total", "serialise", "match", "refill", "match_unstocked", "decide")
     rows = [[stage, _ms(encrypted.get(stage)), _ms(plaintext.get(stage))] for stage in order]
@@ -406,7 +371,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
+def plot(report: Report, path: Path) -> None:
     """Stacked p50 per pipeline stage for both pipelines, and the in-process compare/decide times."""
     import matplotlib
 
@@ -441,36 +406,3 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", default="dlib", choices=BACKENDS, help="face backend (default dlib)")
-    parser.add_argument("--model", type=Path, help="insightface model pack directory or recognition .onnx")
-    parser.add_argument("--preset", default=vc.DEFAULT_PRESET, choices=sorted(vc.PRESETS), help="CKKS preset")
-    parser.add_argument("--runs", type=int, default=50, help="timed rounds (after one warm-up round)")
-    parser.add_argument("--image", type=Path, help="a photo with one face (default: Tom Hanks, from insightface)")
-    parser.add_argument("--json", type=Path, help="write the results as JSON here")
-    parser.add_argument("--plot", type=Path, help="write a PNG chart here")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    try:
-        with stderr_progress() as progress:
-            task = progress.add_task("latency rounds", total=args.runs)
-            report = run(
-                backend=args.backend,
-                preset=args.preset,
-                runs=args.runs,
-                image=args.image,
-                model=args.model,
-                on_round=lambda done, total: progress.update(task, completed=done),
-            )
-    except vc.VeilfaceError as exc:
-        sys.stderr.write(f"Error: {exc.message}\n")
-        return 3
-    return emit(report, json_path=args.json, plot_path=args.plot, plot=plot, markdown=markdown)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Concurrent verifications against real matcher worker processes: throughput, latency, errors, memory.
 
-    veilface bench load [--clients C] [--seconds S] [--workers W] [--json PATH] [--plot PATH]
+``veilface bench load`` (``veilface.cli.bench``) runs ``run_load`` and prints ``markdown`` of its report.
 
 Both deployments run at once on loopback under the same fresh keys: the encrypted one (matcher with W
 worker processes, authority) and the plaintext stand-in (same services code, ciphers replaced). Probes
@@ -18,7 +18,6 @@ and after the last, the services' start-up, and how long one matcher worker proc
 
 from __future__ import annotations
 
-import argparse
 import json
 import secrets
 import subprocess
@@ -27,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,24 +36,22 @@ import httpx
 import numpy as np
 
 import veilface.crypto as vc
-from veilface.bench._services import (
-    Deployment,
-    OtherLoad,
-    deployment,
+from veilface.bench._stats import Progress, Report, machine, markdown_table, percentiles, quiet, targets_table
+from veilface.bench.harness.deployment import (
+    DIMENSION,
+    MODEL_ID,
+    THRESHOLD,
+    Pipelines,
+    bearer,
     matcher_stage_means,
-    process_tree_rss_mb,
-    stderr_progress,
-    tree_cpu_s,
+    pipelines,
 )
-from veilface.bench._stats import emit, machine, markdown_table, percentiles, targets_table
+from veilface.bench.harness.faults import GENUINE_NOISE, unit
+from veilface.bench.harness.processes import OtherLoad, tree_cpu_s, tree_rss_mb
+from veilface.protocol import headers as wire
 from veilface.server.launch import RunningServices
-from veilface.server.settings import DEFAULT_THRESHOLDS
 
-MODEL_ID = "dlib-resnet-v1-128"
-DIMENSION = 128
-THRESHOLD = DEFAULT_THRESHOLDS[MODEL_ID]
 SUBJECTS = 8
-GENUINE_NOISE = 0.02  # per coordinate: cosine ~0.975 at 128-D, far above the threshold
 WARMUP_S = 1.0
 WORKER_START_RUNS = 3
 ISSUE_7 = {"throughput_ratio": 0.7, "p99_ms": 30.0, "worker_start_s": 1.0}
@@ -82,20 +79,16 @@ def workload(cipher: vc.ClientCipher, rng: np.random.Generator) -> tuple[dict[st
     requests: list[Request] = []
     for number in range(SUBJECTS):
         subject = f"load-{number}"
-        template = _unit(rng.normal(size=DIMENSION))
+        template = unit(rng.normal(size=DIMENSION))
         templates[subject] = cipher.encrypt(template)
         for _ in range(2):
-            genuine = _unit(template + GENUINE_NOISE * rng.normal(size=DIMENSION))
+            genuine = unit(template + GENUINE_NOISE * rng.normal(size=DIMENSION))
             requests.append(Request(subject, cipher.encrypt(genuine), True))
-            requests.append(Request(subject, cipher.encrypt(_unit(rng.normal(size=DIMENSION))), False))
+            requests.append(Request(subject, cipher.encrypt(unit(rng.normal(size=DIMENSION))), False))
     return templates, requests
 
 
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return vector / np.linalg.norm(vector)
-
-
-def _bit_is(response: httpx.Response, expected: bool) -> bool:
+def bit_is(response: httpx.Response, expected: bool) -> bool:
     """Whether an answered verification carries the expected bit (an unreadable answer counts as wrong)."""
     try:
         body = response.json()
@@ -123,7 +116,7 @@ def drive(url: str, token: str, requests: list[Request], *, clients: int, second
 
     def client(index: int) -> None:
         mine: list[Sample] = []
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0) as http:
+        with httpx.Client(base_url=url, headers=bearer(token), timeout=30.0) as http:
             turn = index
             while time.perf_counter() < deadline:
                 request = requests[turn % len(requests)]
@@ -133,13 +126,13 @@ def drive(url: str, token: str, requests: list[Request], *, clients: int, second
                     response = http.post(
                         f"/v1/subjects/{request.subject}/verify",
                         content=request.probe,
-                        headers={"Content-Type": "application/octet-stream", "X-Client-Nonce": secrets.token_hex(16)},
+                        headers={"Content-Type": "application/octet-stream", wire.CLIENT_NONCE: secrets.token_hex(16)},
                     )
                 except httpx.HTTPError:
                     mine.append(Sample((time.perf_counter() - sent) * 1000.0, 0, None))
                     continue
                 ms = (time.perf_counter() - sent) * 1000.0
-                correct = _bit_is(response, request.expect_match) if response.status_code == 200 else None
+                correct = bit_is(response, request.expect_match) if response.status_code == 200 else None
                 mine.append(Sample(ms, response.status_code, correct))
         with lock:
             samples.extend(mine)
@@ -240,12 +233,15 @@ def measure_worker_start(matcher_keys_dir: Path, runs: int = WORKER_START_RUNS) 
     return {"p50": round(float(np.median(seconds)), 3), "max": round(max(seconds), 3), "runs": runs}
 
 
-def run(
-    *, clients: int, seconds: float, workers: int, on_progress: Callable[[str, float], None] | None = None
-) -> dict[str, Any]:
+def run_load(*, clients: int, seconds: float, workers: int, progress: Progress = quiet) -> Report:
+    """Both deployments under ``clients`` concurrent clients for ``seconds`` each, ``workers`` matcher workers."""
     rng = np.random.default_rng(11)
+
+    def step(phase: str, phase_seconds: float) -> None:
+        progress(f"{phase} ({phase_seconds:g} s)")
+
     with tempfile.TemporaryDirectory(prefix="veilface-bench-") as root:
-        with deployment(
+        with pipelines(
             Path(root),
             preset=vc.DEFAULT_PRESET,
             model_id=MODEL_ID,
@@ -253,35 +249,32 @@ def run(
             threshold=THRESHOLD,
             workers=workers,
         ) as deployed:
-            rss_start = {name: process_tree_rss_mb(p.services.matcher.pid) for name, p in deployed.pipelines.items()}
+            rss_start = {name: tree_rss_mb(p.services.matcher.pid) for name, p in deployed.pipelines.items()}
             work = _enrol(deployed, rng)
             for name, pipeline in deployed.pipelines.items():
-                if on_progress is not None:
-                    on_progress(f"warm-up {name}", WARMUP_S)
+                step(f"warm-up {name}", WARMUP_S)
                 drive(pipeline.services.matcher_url, deployed.token, work[name], clients=clients, seconds=WARMUP_S)
             measured = {name: Measured() for name in deployed.pipelines}
             for name in SEGMENTS:
-                if on_progress is not None:
-                    on_progress(name, seconds / 2)
+                step(name, seconds / 2)
                 pipeline = deployed.pipelines[name]
                 with measured[name].watching(pipeline.services):
                     segment = drive(
                         pipeline.services.matcher_url, deployed.token, work[name], clients=clients, seconds=seconds / 2
                     )
                 measured[name].segments.append(segment)
-            pipelines = deployed.pipelines
-            rss_end = {name: process_tree_rss_mb(p.services.matcher.pid) for name, p in pipelines.items()}
+            running = deployed.pipelines
+            rss_end = {name: tree_rss_mb(p.services.matcher.pid) for name, p in running.items()}
             stage_ms = {
-                name: matcher_stage_means(p.services.matcher_url, deployed.token) for name, p in pipelines.items()
+                name: matcher_stage_means(p.services.matcher_url, deployed.token) for name, p in running.items()
             }
-            authority_rss = process_tree_rss_mb(pipelines["encrypted"].services.authority.pid)
-            ready_s = {name: round(pipeline.ready_s, 3) for name, pipeline in pipelines.items()}
-            if on_progress is not None:
-                on_progress("worker start-up", 0.0)
-            worker_start = measure_worker_start(pipelines["encrypted"].services.data_dir / "matcher" / "keys")
+            authority_rss = tree_rss_mb(running["encrypted"].services.authority.pid)
+            ready_s = {name: round(pipeline.ready_s, 3) for name, pipeline in running.items()}
+            step("worker start-up", 0.0)
+            worker_start = measure_worker_start(running["encrypted"].deployment.matcher_keys)
 
     encrypted, plaintext = summary(measured["encrypted"].segments), summary(measured["plaintext"].segments)
-    report: dict[str, Any] = {
+    report: Report = {
         "benchmark": "load",
         "machine": machine(),
         "preset": vc.DEFAULT_PRESET,
@@ -314,7 +307,7 @@ def run(
     return report
 
 
-def _enrol(deployed: Deployment, rng: np.random.Generator) -> dict[str, list[Request]]:
+def _enrol(deployed: Pipelines, rng: np.random.Generator) -> dict[str, list[Request]]:
     work: dict[str, list[Request]] = {}
     for name, pipeline in deployed.pipelines.items():
         templates, work[name] = workload(pipeline.client_cipher, rng)
@@ -323,7 +316,7 @@ def _enrol(deployed: Deployment, rng: np.random.Generator) -> dict[str, list[Req
     return work
 
 
-def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(report: Report) -> list[dict[str, Any]]:
     """Issue 7's load and start-up targets against this run's figures."""
     p99 = report["latency_ms"]["p99"] if report["latency_ms"] else float("inf")
     rows = [
@@ -342,7 +335,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"target": target, "measured": measured, "met": bool(met)} for target, measured, met in rows]
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: Report) -> str:
     def row(name: str, prefix: str, rss: dict[str, Any]) -> list[Any]:
         latency = report[f"{prefix}latency_ms"] or dict.fromkeys(("p50", "p95", "p99"), float("nan"))
         errors = report[f"{prefix}errors"]
@@ -408,7 +401,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
+def plot(report: Report, path: Path) -> None:
     """Latency distribution (CDF, log axis) of both deployments, and their throughput."""
     import matplotlib
 
@@ -440,31 +433,3 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=4, help="concurrent clients (threads)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per deployment")
-    parser.add_argument("--workers", type=int, default=2, help="matcher worker processes")
-    parser.add_argument("--json", type=Path, help="write the results as JSON here")
-    parser.add_argument("--plot", type=Path, help="write a PNG chart here")
-    args = parser.parse_args(argv)
-    if args.clients < 1 or args.workers < 1 or args.seconds <= 0:
-        parser.error("--clients and --workers must be at least 1 and --seconds positive")
-    try:
-        with stderr_progress() as progress:
-            task = progress.add_task("starting services", total=None)
-
-            def on_progress(phase: str, phase_seconds: float) -> None:
-                progress.update(task, description=f"{phase} ({phase_seconds:g} s)")
-
-            report = run(clients=args.clients, seconds=args.seconds, workers=args.workers, on_progress=on_progress)
-    except vc.VeilfaceError as exc:
-        sys.stderr.write(f"Error: {exc.message}\n")
-        return 3
-    return emit(report, json_path=args.json, plot_path=args.plot, plot=plot, markdown=markdown)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

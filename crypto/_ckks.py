@@ -177,12 +177,10 @@ class CkksMatcherCipher(_CkksBase):
     def blind_norm(self, template: bytes) -> bytes:
         return self._blinded(Purpose.ENROL, self._open(template), None, None)
 
-    def compare(
-        self, template: bytes, probe: bytes, threshold: float, *, blinding: Sequence[int] | None = None
-    ) -> bytes:
-        """Blinded (|p|^2 - (1-eps), (1+eps) - |p|^2, <t,p> - threshold); ``blinding`` is for benchmarks."""
+    def compare(self, template: bytes, probe: bytes, threshold: float) -> bytes:
+        """Blinded (|p|^2 - (1-eps), (1+eps) - |p|^2, <t,p> - threshold)."""
         stored = self._open(template)
-        return self._blinded(Purpose.VERIFY, self._open(probe), stored, threshold, blinding)
+        return self._blinded(Purpose.VERIFY, self._open(probe), stored, threshold)
 
     def _blinded(
         self,
@@ -334,8 +332,8 @@ class CkksAuthorityCipher(_CkksBase):
         self._n_inverse = [pow(self._n, -1, q) for q in self._primes]
         self._modulus = math.prod(self._primes)
 
-    def blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
-        """sign * r * (v - t) per check. Only benchmarks and tests look at these; decide() keeps the sign."""
+    def _blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
+        """sign * r * (v - t) per check; decide() keeps the signs (``veilface.crypto.testing`` reads these)."""
         envelope = Envelope.from_bytes(blinded, kind=EnvelopeKind.BLINDED)
         envelope.expect(scheme=SCHEME, key_id=self.key_id, preset=self.preset, extra=("purpose",))
         try:
@@ -357,7 +355,7 @@ class CkksAuthorityCipher(_CkksBase):
         return purpose, values
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
-        purpose, values = self.blinded_values(blinded)
+        purpose, values = self._blinded_values(blinded)
         return purpose, outcome_from_values(purpose, values)
 
     def _read(self, ciphertext: np.ndarray, readouts: int) -> list[float]:

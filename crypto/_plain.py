@@ -6,7 +6,6 @@ settings can select it: only code that constructs it explicitly (tests, benchmar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -69,29 +68,21 @@ class PlaintextMatcherCipher(_PlainBase):
         vector = self._open(template)
         return self._blinded(Purpose.ENROL, [NORM_GAIN * float(vector @ vector)] * 2, None)
 
-    def compare(
-        self, template: bytes, probe: bytes, threshold: float, *, blinding: Sequence[int] | None = None
-    ) -> bytes:
+    def compare(self, template: bytes, probe: bytes, threshold: float) -> bytes:
         stored, fresh = self._open(template), self._open(probe)
         norm = NORM_GAIN * float(fresh @ fresh)
-        return self._blinded(Purpose.VERIFY, [norm, norm, float(stored @ fresh)], threshold, blinding)
+        return self._blinded(Purpose.VERIFY, [norm, norm, float(stored @ fresh)], threshold)
 
-    def _blinded(
-        self,
-        purpose: Purpose,
-        values: list[float],
-        threshold: float | None,
-        blinding: Sequence[int] | None = None,
-    ) -> bytes:
+    def _blinded(self, purpose: Purpose, values: list[float], threshold: float | None) -> bytes:
         checks = checks_for(purpose, threshold)
-        factors = list(blinding) if blinding is not None else [blinding_factor(bits) for _, _, bits in checks]
+        factors = [blinding_factor(bits) for _, _, bits in checks]
         blinded = [sign * r * (v - t) for v, (sign, t, _), r in zip(values, checks, factors, strict=True)]
         header = {"scheme": SCHEME, "key_id": self.key_id, "preset": PRESET, "purpose": purpose.value}
         return Envelope(EnvelopeKind.BLINDED, header, np.asarray(blinded, dtype="<f8").tobytes()).to_bytes()
 
 
 class PlaintextAuthorityCipher(_PlainBase):
-    def blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
+    def _blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
         envelope = Envelope.from_bytes(blinded, kind=EnvelopeKind.BLINDED)
         envelope.expect(scheme=SCHEME, key_id=self.key_id, preset=PRESET, extra=("purpose",))
         try:
@@ -103,5 +94,5 @@ class PlaintextAuthorityCipher(_PlainBase):
         return purpose, np.frombuffer(envelope.payload, dtype="<f8").tolist()
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
-        purpose, values = self.blinded_values(blinded)
+        purpose, values = self._blinded_values(blinded)
         return purpose, outcome_from_values(purpose, values)

@@ -1,14 +1,19 @@
-"""Start the authority and the matcher as separate processes on loopback, and stop them.
+"""Start the authority and the matcher as separate processes on loopback, restart them, and stop them.
 
 The matcher gets a data directory of its own holding copies of only ``evaluation/`` and ``public/``; the
-authority reads the key directory (with ``secret/``) and keeps its data apart. The supervisor binds the
-listening sockets itself and hands them to the services (no port race), generates the internal
-matcher-authority token, and the services exit on their own if the supervisor dies.
+authority reads the key directory (with ``secret/``) and keeps its data apart. The launcher binds each
+listening socket itself and hands it to its service (no port race, and a restart binds the same port
+again), generates the internal matcher-authority token unless given one, and the services exit on their
+own if the launcher dies. Each service leads its own process group, so that it can be signalled together
+with its worker pool.
 
 ``start_services`` is what ``veilface demo``, the benchmarks and the end-to-end tests use::
 
     with start_services(keys, data, operator_token=token) as services:
         httpx.get(services.matcher_url + "/readyz")
+
+Each of ``services.matcher`` and ``services.authority`` is a ``ServiceProcess``: it can be killed, frozen and
+started again on its port while the other runs (the reliability harness, ``veilface.bench.harness``).
 """
 
 from __future__ import annotations
@@ -22,33 +27,191 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO
+from typing import IO, Any
 
 import httpx
+import psutil
 
 from veilface.crypto import ConfigurationError, Role, ServiceError
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
+KILL_TIMEOUT_S = 5.0
+#: Each service runs as ``python -m veilface.cli serve NAME`` in this interpreter (named, never imported here).
+SERVICES_MODULE = "veilface.cli serve"
+#: The same services with the plaintext stand-in ciphers: NO ENCRYPTION, for tests and benchmarks only.
+STANDIN_MODULE = "veilface.server.standin"
 
 
-@dataclass(frozen=True)
+def group_members(pgid: int) -> list[int]:
+    """Live processes (zombies excluded) in process group ``pgid``: a service, its workers and helpers."""
+    members = []
+    for process in psutil.process_iter(["status"]):
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if os.getpgid(process.pid) == pgid:
+                members.append(process.pid)
+        except ProcessLookupError:
+            continue
+    return members
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 class ServiceProcess:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path | None
+    """One service (``python -m MODULE NAME``) as its own process group, on a socket the launcher binds.
+
+    ``start`` binds the service's port (a free one while it is 0) and returns without waiting; starting
+    again after a kill or a stop reuses that port and the same settings.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        keys: Path,
+        data: Path,
+        env: Mapping[str, str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        module: str = SERVICES_MODULE,
+        extra: Sequence[str] = (),
+        tls: bool = False,
+        log_path: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.keys = keys
+        self.data = data
+        self.env = dict(env)
+        self.host = host
+        self.port = port
+        self.module = module
+        self.extra = list(extra)
+        self.tls = tls
+        self.log_path = log_path
+        self.starts = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://[{self.host}]:{self.port}" if ":" in self.host else f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise ServiceError(f"the {self.name} was never started")
+        return self._process
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
+    def start(self) -> None:
+        """Bind the port and start the service in a new process group; it answers once its app is built."""
+        sock = _listen(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        command = [
+            sys.executable,
+            "-m",
+            *self.module.split(),
+            self.name,
+            "--keys",
+            str(self.keys),
+            "--data",
+            str(self.data),
+        ]
+        command += ["--fd", str(sock.fileno()), "--exit-with-parent", str(os.getpid()), *self.extra]
+        output: IO[bytes] | None = self.log_path.open("ab") if self.log_path else None
+        try:
+            self._process = subprocess.Popen(
+                command,
+                env=self.env,
+                pass_fds=(sock.fileno(),),
+                stdout=output,
+                stderr=output,
+                stdin=subprocess.DEVNULL,
+                # Its own process group, so that it can be signalled with its workers (killpg).
+                start_new_session=True,
+            )
+        finally:
+            if output is not None:
+                output.close()
+            sock.close()
+        self.starts += 1
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _see_log(self) -> str:
+        return f"; see {self.log_path}" if self.log_path else ""
+
+    def check_started(self) -> None:
+        """Raise a ServiceError naming the log if the service has exited."""
+        code = self.process.poll()
+        if code is not None:
+            raise ServiceError(f"the {self.name} exited during start-up (status {code}){self._see_log()}")
+
+    def wait_healthy(self, timeout: float = READY_TIMEOUT_S) -> float:
+        """Seconds until the service answers ``/healthz``: its app is built (what it depends on may not be)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            self.check_started()
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2.0, verify=not self.tls).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise ServiceError(f"the {self.name} did not start within {timeout:.0f} s{self._see_log()}")
+
+    def terminate(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM the service (it stops its own workers) and wait for its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once, as a crash or the host's OOM killer would."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        deadline = time.monotonic() + KILL_TIMEOUT_S
+        while group_members(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def freeze(self, frozen: bool) -> None:
+        """SIGSTOP (or SIGCONT) the group: a hung host that still accepts connections into its backlog."""
+        os.killpg(self.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM; whatever of its group is still there after ``timeout`` (or after it exited) is killed."""
+        if self._process is None:
+            return
+        try:
+            self.terminate(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        if self._process.poll() is None or group_members(self.pid):
+            self.kill()
+
 
 class RunningServices:
-    """Both services, started and ready; a context manager that stops them on exit."""
+    """Both services, started; a context manager that stops them on exit."""
 
     def __init__(self, authority: ServiceProcess, matcher: ServiceProcess, *, data_dir: Path) -> None:
         self.authority = authority
@@ -63,10 +226,34 @@ class RunningServices:
     def authority_url(self) -> str:
         return self.authority.url
 
+    def readiness(self, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+        """The matcher's ``/readyz`` status and body; ``(0, {})`` when it does not answer."""
+        # Our own child on loopback, possibly with a self-signed certificate: only readiness is asked here.
+        try:
+            response = httpx.get(self.matcher_url + "/readyz", timeout=timeout, verify=not self.matcher.tls)
+        except httpx.HTTPError:
+            return 0, {}
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        return response.status_code, body if isinstance(body, dict) else {}
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> float:
+        """Seconds until the matcher's ``/readyz`` answers 200 (its database and the authority reachable)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            for service in (self.authority, self.matcher):
+                service.check_started()
+            if self.readiness(timeout=3.0)[0] == 200:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise ServiceError(f"the services were not ready within {timeout:.0f} s")
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM the matcher, then the authority; kill whichever has not exited within ``timeout``."""
+        """Stop the matcher, then the authority."""
         for service in (self.matcher, self.authority):
-            _terminate(service.process, timeout)
+            service.stop(timeout)
 
     def serve_forever(self) -> int:
         """Block until SIGTERM/SIGINT (then stop both, return 0) or until a service dies (return 1)."""
@@ -78,7 +265,7 @@ class RunningServices:
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             while not stopping.is_set():
-                if any(s.process.poll() is not None for s in (self.matcher, self.authority)):
+                if not (self.matcher.running() and self.authority.running()):
                     break
                 stopping.wait(0.2)
         finally:
@@ -94,31 +281,6 @@ class RunningServices:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def _url(scheme: str, host: str, sock: socket.socket) -> str:
-    port = sock.getsockname()[1]
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def prepare_data_dirs(keys_dir: Path, data_dir: Path) -> tuple[Path, Path, Path]:
@@ -144,7 +306,9 @@ def spawn_services(
     matcher_port: int = 0,
     authority_port: int = 0,
     workers: int = 1,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    base_env: Mapping[str, str] | None = None,
+    authority_token: str | None = None,
     plaintext: bool = False,
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
@@ -153,80 +317,55 @@ def spawn_services(
 ) -> RunningServices:
     """Start the authority (always on 127.0.0.1) and the matcher; return once the matcher is ready.
 
-    ``env`` is added to the services' environment (budgets, database URLs, thresholds); it may override
-    ``VEILFACE_OPERATOR_TOKENS`` but not the internal token or the authority's URL, which this sets.
+    The services' environment is ``base_env`` (default: this process's), the operator tokens and worker
+    count, then ``env`` (budgets, database URLs, thresholds; it may override ``VEILFACE_OPERATOR_TOKENS``),
+    then the internal token (``authority_token``, generated by default) and the authority's URL.
     """
     keys_dir, data_dir = Path(keys_dir).resolve(), Path(data_dir).resolve()
     matcher_data, matcher_keys, authority_data = prepare_data_dirs(keys_dir, data_dir)
-    # Each service is `veilface serve NAME` (python -m veilface.cli, in this interpreter), or the stand-in's.
-    entry = ["-m", "veilface.server._plaintext"] if plaintext else ["-m", "veilface.cli", "serve"]
-    authority_sock = _listen("127.0.0.1", authority_port)
-    matcher_sock = _listen(host, matcher_port)
-    authority_url = _url("http", "127.0.0.1", authority_sock)
-    matcher_url = _url("https" if ssl_certfile else "http", host, matcher_sock)
-    child_env = dict(os.environ)
+    child_env = dict(os.environ if base_env is None else base_env)
     child_env.update({"VEILFACE_OPERATOR_TOKENS": operator_tokens, "VEILFACE_MATCHER_WORKERS": str(workers)})
     child_env.update(env or {})
-    child_env.update({"VEILFACE_AUTHORITY_TOKEN": secrets.token_urlsafe(32), "VEILFACE_AUTHORITY_URL": authority_url})
+    child_env["VEILFACE_AUTHORITY_TOKEN"] = authority_token or secrets.token_urlsafe(32)
+    module = STANDIN_MODULE if plaintext else SERVICES_MODULE
+    tls = []
+    if ssl_certfile and ssl_keyfile:
+        tls = ["--ssl-certfile", str(ssl_certfile), "--ssl-keyfile", str(ssl_keyfile)]
 
-    def start(name: str, keys: Path, data: Path, sock: socket.socket, extra: list[str]) -> ServiceProcess:
-        command = [sys.executable, *entry, name, "--keys", str(keys), "--data", str(data)]
-        command += ["--fd", str(sock.fileno()), "--exit-with-parent", str(os.getpid()), *extra]
-        log_path = data_dir / f"{name}.log" if log_to_files else None
-        output: IO[bytes] | None = log_path.open("ab") if log_path else None
-        try:
-            process = subprocess.Popen(
-                command,
-                env=child_env,
-                pass_fds=(sock.fileno(),),
-                stdout=output,
-                stderr=output,
-                stdin=subprocess.DEVNULL,
-                # Each service leads its own process group, so it can be signalled with its workers (killpg).
-                start_new_session=True,
-            )
-        finally:
-            if output is not None:
-                output.close()
-            sock.close()
-        url = authority_url if name == "authority" else matcher_url
-        return ServiceProcess(name, url, process, log_path)
+    def log(name: str) -> Path | None:
+        return data_dir / f"{name}.log" if log_to_files else None
 
-    tls = (
-        ["--ssl-certfile", str(ssl_certfile), "--ssl-keyfile", str(ssl_keyfile)] if ssl_certfile and ssl_keyfile else []
+    authority = ServiceProcess(
+        "authority",
+        keys=keys_dir,
+        data=authority_data,
+        env=child_env,
+        port=authority_port,
+        module=module,
+        log_path=log("authority"),
     )
-    authority = start("authority", keys_dir, authority_data, authority_sock, [])
-    try:
-        matcher = start("matcher", matcher_keys, matcher_data, matcher_sock, tls)
-    except BaseException:
-        _terminate(authority.process, STOP_TIMEOUT_S)
-        raise
+    matcher = ServiceProcess(
+        "matcher",
+        keys=matcher_keys,
+        data=matcher_data,
+        env=child_env,
+        host=host,
+        port=matcher_port,
+        module=module,
+        extra=tls,
+        tls=bool(tls),
+        log_path=log("matcher"),
+    )
     services = RunningServices(authority, matcher, data_dir=data_dir)
     try:
-        _wait_ready(services, ready_timeout, tls=bool(tls))
+        authority.start()
+        matcher.env["VEILFACE_AUTHORITY_URL"] = authority.url
+        matcher.start()
+        services.wait_ready(ready_timeout)
     except BaseException:
         services.stop()
         raise
     return services
-
-
-def _wait_ready(services: RunningServices, timeout: float, *, tls: bool) -> None:
-    deadline = time.monotonic() + timeout
-    # Our own child on loopback, possibly with a self-signed certificate: only readiness is asked here.
-    with httpx.Client(timeout=3.0, verify=not tls) as client:
-        while time.monotonic() < deadline:
-            for service in (services.authority, services.matcher):
-                code = service.process.poll()
-                if code is not None:
-                    where = f"; see {service.log_path}" if service.log_path else ""
-                    raise ServiceError(f"the {service.name} exited during start-up (status {code}){where}")
-            try:
-                if client.get(services.matcher_url + "/readyz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-    raise ServiceError(f"the services were not ready within {timeout:.0f} s")
 
 
 def start_services(
@@ -235,14 +374,14 @@ def start_services(
     *,
     operator_token: str,
     workers: int = 1,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     plaintext: bool = False,
 ) -> RunningServices:
     """Authority and matcher as real uvicorn processes on free loopback ports, ready when this returns.
 
-    ``operator_token`` gets every scope; ``plaintext=True`` (benchmarks only) runs both with the plaintext
-    stand-in ciphers. Logs go to ``DATA/matcher.log`` and ``DATA/authority.log``. Use it as a context
-    manager, or call ``.stop()``.
+    ``operator_token`` gets every scope; ``plaintext=True`` (tests and benchmarks only) runs both with the
+    plaintext stand-in ciphers (``veilface.server.standin``). Logs go to ``DATA/matcher.log`` and
+    ``DATA/authority.log``. Use it as a context manager, or call ``.stop()``.
     """
     return spawn_services(
         keys_dir, data_dir, operator_tokens=operator_token, workers=workers, env=env, plaintext=plaintext

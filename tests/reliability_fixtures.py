@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from veilface.bench._faults import PostgresUnavailableError, PrivatePostgres
+from veilface.bench.harness.faults import PostgresUnavailableError, PrivatePostgres
 
 
 @pytest.fixture

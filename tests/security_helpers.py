@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import re
 import socket
 import ssl
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +26,9 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import MetaData, create_engine, select
 
 import veilface.crypto as vc
+from veilface.bench.harness.deployment import clean_environment
+from veilface.bench.harness.processes import live_descendants
+from veilface.server.launch import ServiceProcess
 
 
 def embedding_markers(vector: np.ndarray) -> list[bytes]:
@@ -78,27 +78,13 @@ def files_holding(root: Path, markers: Iterable[bytes]) -> dict[str, int]:
 
 
 def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (zombies, already gone but not yet reaped, excluded), from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, queue = set(), [pid]
-    while queue:
-        for child in parents.get(queue.pop(), []):
-            found.add(child)
-            queue.append(child)
-    return found
+    """Every live process below ``pid`` (zombies, already gone but not yet reaped, excluded)."""
+    return set(live_descendants(pid))
 
 
 def process_tree(pid: int) -> list[int]:
     """``pid`` and every live process below it (a service and its worker pool)."""
-    return [pid, *sorted(descendants(pid))]
+    return [pid, *live_descendants(pid)]
 
 
 _MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \d+\s*(.*)$")
@@ -237,17 +223,24 @@ def free_port() -> int:
 @contextmanager
 def launched(
     name: str, keys: Path, data: Path, port: int, env: dict[str, str], extra: Sequence[str] = ()
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``veilface serve NAME`` as its own process (no VEILFACE_* variable but ``env``), stopped with SIGTERM."""
-    command = [sys.executable, "-m", "veilface.cli", "serve", name, "--keys", str(keys), "--data", str(data)]
-    command += ["--port", str(port), *extra]
-    base = {k: v for k, v in os.environ.items() if not k.startswith("VEILFACE_")}
-    process = subprocess.Popen(command, env=base | env, stderr=subprocess.DEVNULL)
+) -> Iterator[ServiceProcess]:
+    """``veilface serve NAME`` on ``port`` as its own process group (no VEILFACE_* variable but ``env``), its
+    output in ``DATA.log``; stopped with SIGTERM."""
+    service = ServiceProcess(
+        name,
+        keys=keys,
+        data=data,
+        env=clean_environment() | env,
+        port=port,
+        extra=extra,
+        tls="--ssl-certfile" in extra,
+        log_path=data.with_name(data.name + ".log"),
+    )
+    service.start()
     try:
-        yield process
+        yield service
     finally:
-        process.terminate()
-        process.wait(30)
+        service.stop(30)
 
 
 def readiness(url: str, verify: ssl.SSLContext | bool = True, *, until_ready: bool) -> httpx.Response:

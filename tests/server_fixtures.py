@@ -24,13 +24,13 @@ from sqlalchemy import create_engine, text
 
 import veilface.crypto as vc
 from veilface.crypto import _ckks
-from veilface.server._plaintext import plaintext_authority_app, plaintext_matcher_app
 from veilface.server.authority import create_authority_app
 from veilface.server.authority.engine import AuthorityEngine
 from veilface.server.keystore import read_public_description, write_keyset
 from veilface.server.matcher import create_matcher_app
 from veilface.server.matcher.engine import MatcherEngine
 from veilface.server.settings import DEFAULT_THRESHOLDS, AuthoritySettings, MatcherSettings
+from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
 MODEL_ID = "dlib-resnet-v1-128"
 DIMENSION = 128

@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from veilface.bench.accuracy import decision_rates, summarise
-from veilface.cli.app import app
+from veilface.cli.bench import bench_app
 from veilface.client.samples import demo_cases
 
 ISO_FIGURES = {"fmr", "fnmr", "eer", "fnmr_at_fmr_1e-2", "fnmr_at_fmr_1e-3"}
@@ -59,7 +59,7 @@ def test_bench_accuracy_tiny(tmp_path: Path) -> None:
     pairs = _tiny_pairs(images)
     out, chart = tmp_path / "accuracy.json", tmp_path / "det.png"
     result = CliRunner().invoke(
-        app, ["bench", "accuracy", str(pairs), "--root", str(images), "--json", str(out), "--plot", str(chart)]
+        bench_app, ["accuracy", str(pairs), "--root", str(images), "--json", str(out), "--plot", str(chart)]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from veilface.cli.app import app
+from veilface.cli.bench import bench_app
 
 
 def test_bench_crypto_tiny(tmp_path: Path) -> None:
     out = tmp_path / "crypto.json"
     result = CliRunner().invoke(
-        app, ["bench", "crypto", "--runs", "3", "--pairs", "5", "--preset", "ckks-n4096-q60-49-d29", "--json", str(out)]
+        bench_app, ["crypto", "--runs", "3", "--pairs", "5", "--preset", "ckks-n4096-q60-49-d29", "--json", str(out)]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
-from veilface.cli.app import app
+from veilface.cli.bench import bench_app
 
 pytestmark = pytest.mark.e2e
 
@@ -17,7 +18,7 @@ P50_P95 = {"p50", "p95"}
 
 def test_bench_latency_tiny(tmp_path: Path) -> None:
     out, chart = tmp_path / "latency.json", tmp_path / "latency.png"
-    result = CliRunner().invoke(app, ["bench", "latency", "--runs", "2", "--json", str(out), "--plot", str(chart)])
+    result = CliRunner().invoke(bench_app, ["latency", "--runs", "2", "--json", str(out), "--plot", str(chart)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert {"preset", "model_id", "runs", "stages_ms", "plaintext_total_ms", "encrypted_total_ms"} <= set(report)
@@ -43,3 +44,19 @@ def test_bench_latency_tiny(tmp_path: Path) -> None:
     assert {row["target"] for row in report["issue_7_targets"]} >= {"probe <= 70 KB", "evaluation bundle <= 256 KB"}
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| round_trip |" in result.stdout
+
+
+def test_a_photo_without_a_face_is_one_error_line_and_exit_3(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    result = CliRunner().invoke(bench_app, ["latency", "--runs", "1", "--image", str(blank)])
+    assert result.exit_code == 3, result.output
+    (line,) = [text for text in result.stderr.splitlines() if text]  # the progress bar may leave a blank line
+    assert line.startswith("Error: no face")
+    assert result.stdout == ""
+
+
+def test_an_unknown_preset_or_backend_is_a_usage_error() -> None:
+    for option, value in (("--preset", "ckks-n1-insecure"), ("--backend", "opencv")):
+        result = CliRunner().invoke(bench_app, ["latency", option, value])
+        assert result.exit_code == 2, result.output

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from veilface.bench._services import OtherLoad, process_tree_rss_mb, tree_cpu_s
-from veilface.bench.load import Sample, Segment, _bit_is, summary
-from veilface.cli.app import app
+from veilface.bench.harness.processes import OtherLoad, tree_cpu_s, tree_rss_mb
+from veilface.bench.load import Sample, Segment, bit_is, summary
+from veilface.cli.bench import bench_app
 
 P50_P95_P99 = {"p50", "p95", "p99"}
 
@@ -22,7 +22,7 @@ P50_P95_P99 = {"p50", "p95", "p99"}
 def test_bench_load_tiny(tmp_path: Path) -> None:
     out, chart = tmp_path / "load.json", tmp_path / "load.png"
     tiny = ["--clients", "2", "--seconds", "2", "--workers", "1"]
-    result = CliRunner().invoke(app, ["bench", "load", *tiny, "--json", str(out), "--plot", str(chart)])
+    result = CliRunner().invoke(bench_app, ["load", *tiny, "--json", str(out), "--plot", str(chart)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     keys = {"clients", "seconds", "workers", "requests", "errors", "throughput_rps", "latency_ms"}
@@ -63,16 +63,16 @@ def test_summary_counts_errors_by_status_and_wrong_bits() -> None:
 
 
 def test_process_tree_rss_counts_this_process() -> None:
-    rss = process_tree_rss_mb(os.getpid())
+    rss = tree_rss_mb(os.getpid())
     assert rss["main"] > 10 and rss["processes"] >= 1
     assert rss["total"] >= rss["main"]
 
 
 def test_an_unreadable_answer_counts_as_a_wrong_bit() -> None:
-    assert _bit_is(httpx.Response(200, json={"match": True}), True)
-    assert not _bit_is(httpx.Response(200, json={"match": False}), True)
-    assert not _bit_is(httpx.Response(200, content=b"not json"), False)
-    assert not _bit_is(httpx.Response(200, json=["match"]), True)
+    assert bit_is(httpx.Response(200, json={"match": True}), True)
+    assert not bit_is(httpx.Response(200, json={"match": False}), True)
+    assert not bit_is(httpx.Response(200, content=b"not json"), False)
+    assert not bit_is(httpx.Response(200, json=["match"]), True)
 
 
 def test_this_process_own_cpu_is_counted_as_the_benchmark_s() -> None:

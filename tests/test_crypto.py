@@ -18,6 +18,7 @@ import tenseal.sealapi as sealapi
 import veilface.crypto as vc
 from veilface.crypto import _ckks, _protocol
 from veilface.crypto._seal_io import check_ciphertext_layout
+from veilface.crypto.testing import blinded_values, blinding_factor, compare_with_factors
 
 MODEL = "test-model"
 
@@ -65,8 +66,8 @@ def test_scores_match_numpy(keyset: vc.KeySet, dim: int) -> None:
     for i, (a, b) in enumerate(correlated_pairs(dim + len(preset), pairs, dim)):
         r = 1 + i % 1024  # known factors so the test can undo the blinding
         threshold = 0.25
-        blinded = matcher.compare(client.encrypt(a), client.encrypt(b), threshold, blinding=[1, 1, r])
-        _, values = authority.blinded_values(blinded)
+        blinded = compare_with_factors(matcher, client.encrypt(a), client.encrypt(b), threshold, [1, 1, r])
+        _, values = blinded_values(authority, blinded)
         errors.append(abs(values[2] / r + threshold - float(a @ b)))
         # values[0] = c (|p|^2 - (1 - eps)), so |p|^2 - 1 = values[0] / c - eps
         norm_errors.append(abs(values[0] / _protocol.NORM_GAIN - vc.NORM_TOLERANCE))
@@ -184,14 +185,14 @@ def test_blinding_is_fresh(default_keys: vc.KeySet) -> None:
     first = matcher.compare(template, probe, 0.1)
     second = matcher.compare(template, probe, 0.1)
     assert first != second
-    values = [authority.blinded_values(first)[1], authority.blinded_values(second)[1]]
+    values = [blinded_values(authority, first)[1], blinded_values(authority, second)[1]]
     assert values[0] != values[1]
     # The signs agree: blinding changes the magnitude, never the decision.
     assert [v > 0 for v in values[0]] == [v > 0 for v in values[1]]
 
 
 def test_blinding_factors_are_log_uniform() -> None:
-    draws = [_protocol.blinding_factor() for _ in range(4000)]
+    draws = [blinding_factor() for _ in range(4000)]
     assert min(draws) >= 1 and max(draws) <= 1024
     # log-uniform: about half the draws fall below 2^5 = 32; uniform r would put 3% there.
     below = sum(r < 32 for r in draws) / len(draws)

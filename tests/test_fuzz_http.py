@@ -19,8 +19,9 @@ import pytest
 import server_fixtures as sf
 
 import veilface.crypto as vc
-from veilface.bench._faults import deployment, template_pool
-from veilface.bench._fuzz import fuzz_http
+from veilface.bench.harness.deployment import deployment
+from veilface.bench.harness.faults import template_pool
+from veilface.bench.harness.fuzz import fuzz_http
 from veilface.bench.reliability import http_row
 from veilface.client.api import Client
 

@@ -1,6 +1,6 @@
 """Every parser under hypothesis: whatever the bytes or values, only its documented exception type (issue 8).
 
-The targets (seeds, strategies, allowed exceptions) live in ``veilface.bench._fuzz`` so that ``veilface bench
+The targets (seeds, strategies, allowed exceptions) live in ``veilface.bench.harness.fuzz`` so that ``veilface bench
 reliability`` runs the same ones with many more examples. VEILFACE_FUZZ_EXAMPLES raises the count here.
 """
 
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import veilface.crypto as vc
-from veilface.bench._fuzz import ParserTarget, parser_targets, run_parser_target
+from veilface.bench.harness.fuzz import ParserTarget, parser_targets, run_parser_target
 from veilface.server.keystore import read_bundle, read_public_description, write_keyset
 
 keyset = sf.keyset

@@ -21,7 +21,7 @@ from veilface.protocol import (
     headers,
     paths,
 )
-from veilface.server._plaintext import plaintext_authority_app, plaintext_matcher_app
+from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
 keyset, keys_dir, matcher_keys_dir = sf.keyset, sf.keys_dir, sf.matcher_keys_dir
 

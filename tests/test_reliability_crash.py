@@ -16,7 +16,8 @@ import reliability_fixtures as rf
 import server_fixtures as sf
 
 import veilface.crypto as vc
-from veilface.bench._faults import deployment, template_pool
+from veilface.bench.harness.deployment import deployment
+from veilface.bench.harness.faults import template_pool
 from veilface.bench.reliability import crash_row, crash_safety
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,9 @@ import pytest
 import server_fixtures as sf
 
 import veilface.crypto as vc
-from veilface.bench._faults import deployment, group_members, process_kind, template_pool, verification_work
+from veilface.bench.harness.deployment import deployment
+from veilface.bench.harness.faults import template_pool, verification_work
+from veilface.bench.harness.processes import group_members, process_kind
 from veilface.bench.reliability import load_problems, load_row, steady_load
 from veilface.server._serve import MALLOC_ARENAS
 from veilface.server.workers import WORKER_NICENESS

@@ -19,12 +19,8 @@ import server_fixtures as sf
 from sqlalchemy.exc import OperationalError
 
 import veilface.crypto as vc
-from veilface.bench._faults import (
-    PrivatePostgres,
-    deployment,
-    template_pool,
-    verification_work,
-)
+from veilface.bench.harness.deployment import deployment
+from veilface.bench.harness.faults import PrivatePostgres, template_pool, verification_work
 from veilface.bench.reliability import authority_outage, database_outage, outage_problems, outage_row
 from veilface.server.matcher.store import TemplateStore
 

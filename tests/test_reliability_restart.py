@@ -11,7 +11,8 @@ import pytest
 import server_fixtures as sf
 
 import veilface.crypto as vc
-from veilface.bench._faults import deployment, template_pool, verification_work
+from veilface.bench.harness.deployment import deployment
+from veilface.bench.harness.faults import template_pool, verification_work
 from veilface.bench.reliability import restart_check, restart_problems, restart_rows
 
 pytestmark = pytest.mark.e2e

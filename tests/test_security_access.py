@@ -24,7 +24,7 @@ from server_fixtures import (
 
 from veilface.client.api import Client
 from veilface.crypto import ServiceError
-from veilface.server._plaintext import plaintext_authority_app, plaintext_matcher_app
+from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
 anyio_backend, keyset, keys_dir, matcher_keys_dir, services = (
     sf.anyio_backend,

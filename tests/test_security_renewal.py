@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 import veilface.crypto as vc
 from veilface.cli.app import app
 from veilface.client.api import Client
-from veilface.server._plaintext import plaintext_authority_app, plaintext_matcher_app
 from veilface.server.keystore import write_keyset
 from veilface.server.launch import start_services
+from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
 pytestmark = pytest.mark.e2e
 anyio_backend, keyset, keys_dir = sf.anyio_backend, sf.keyset, sf.keys_dir

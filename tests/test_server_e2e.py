@@ -7,8 +7,6 @@ afterwards nothing the matcher wrote or read, and no row of its database, holds 
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
@@ -24,33 +22,16 @@ import httpx
 import numpy as np
 import pytest
 import server_fixtures as sf
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from security_helpers import database_values, descendants
+from security_helpers import database_values, descendants, self_signed
 from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, auth, near, octets, unit, unnormalised_ckks
 
 import veilface.crypto as vc
+from veilface.bench.harness.processes import alive, pool_workers
 from veilface.server.keystore import read_bundle, read_public_description, read_verify_key
 from veilface.server.launch import start_services
 
 pytestmark = pytest.mark.e2e
 keyset, keys_dir, postgres_url, database = sf.keyset, sf.keys_dir, sf.postgres_url, sf.database
-
-
-def pool_workers(pid: int) -> set[int]:
-    """The worker processes of a service's process pool (not multiprocessing's resource tracker)."""
-    return {
-        child for child in descendants(pid) if b"spawn_main" in (Path("/proc") / str(child) / "cmdline").read_bytes()
-    }
-
-
-def alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def port_is_free(url: str) -> bool:
@@ -163,29 +144,6 @@ def test_plaintext_services_for_benchmarks(keys_dir: Path, tmp_path: Path) -> No
             refused = http.post("/v1/subjects/p/verify", content=ckks.encrypt(face), headers=headers)
             assert refused.status_code == 413  # a CKKS envelope is far larger than a stand-in's
     assert services.matcher.process.returncode == 0
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 def test_serve_all_with_tls_generates_a_token_and_stops_on_sigterm(keys_dir: Path, tmp_path: Path) -> None:

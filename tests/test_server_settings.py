@@ -130,14 +130,14 @@ def test_cli_reports_bad_settings_by_variable_name(matcher_keys_dir: Path, tmp_p
 def test_plaintext_stand_in_is_out_of_reach_of_the_production_entry_points() -> None:
     code = (
         "import sys, veilface.cli.app, veilface.server.launch, veilface.server.matcher, "
-        "veilface.server.authority; sys.exit('veilface.server._plaintext' in sys.modules)"
+        "veilface.server.authority; sys.exit('veilface.server.standin' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
     server = Path(__file__).resolve().parents[1] / "server"
     users = [
         path.relative_to(server).as_posix()
         for path in server.rglob("*.py")
-        if "Plaintext" in path.read_text() or "_plaintext" in path.read_text()
+        if "Plaintext" in path.read_text() or "standin" in path.read_text()
     ]
-    assert sorted(users) == ["_plaintext.py", "launch.py"]
-    assert '"veilface.server._plaintext"] if plaintext' in (server / "launch.py").read_text()
+    assert sorted(users) == ["launch.py", "standin.py"]
+    assert "STANDIN_MODULE if plaintext" in (server / "launch.py").read_text()

@@ -1,4 +1,4 @@
-"""Fuzzing for the reliability benchmark and tests: every parser under hypothesis, both services' HTTP
+"""Fuzz targets for the reliability benchmark and tests: every parser under hypothesis, both services' HTTP
 APIs under schemathesis.
 
 Parsers get random bytes and values, and mutations of real inputs made under real keys (a CKKS template,
@@ -30,18 +30,11 @@ import httpx
 import numpy as np
 
 import veilface.crypto as vc
-from veilface.bench._faults import (
-    DIMENSION,
-    GENUINE_NOISE,
-    MODEL_ID,
-    THRESHOLD,
-    Deployment,
-    TemplatePool,
-    bearer,
-)
-from veilface.server import wire
+from veilface.bench.harness.deployment import DIMENSION, MODEL_ID, THRESHOLD, Deployment, bearer
+from veilface.bench.harness.faults import GENUINE_NOISE, TemplatePool
+from veilface.protocol import PublicKeysAnswer
+from veilface.protocol import headers as wire
 from veilface.server.keystore import write_keyset
-from veilface.server.matcher.app import public_keys_answer
 from veilface.server.settings import sqlite_url
 
 if TYPE_CHECKING:
@@ -190,8 +183,8 @@ def parser_targets(keyset: vc.KeySet, scratch: Path) -> list[ParserTarget]:
     """Every parser of untrusted or on-disk bytes, with real seeds made under ``keyset``."""
     from hypothesis import strategies as st
 
-    from veilface.client._images import decode_image
     from veilface.client.api import Client
+    from veilface.client.faces import read_image
     from veilface.server.keystore import read_bundle, read_public_description
     from veilface.server.matcher.authority_client import AuthorityClient
     from veilface.server.problems import Problem
@@ -339,7 +332,7 @@ def parser_targets(keyset: vc.KeySet, scratch: Path) -> list[ParserTarget]:
         answer_bodies,
     )
 
-    public_answer = public_keys_answer(keyset.public, keyset.description, keyset.signature)
+    public_answer = PublicKeysAnswer.of(keyset.public, keyset.description, keyset.signature).model_dump()
 
     def matcher_answers(bodies: tuple[int, bytes, bytes]) -> None:
         status, keys_body, other_body = bodies
@@ -457,7 +450,7 @@ def parser_targets(keyset: vc.KeySet, scratch: Path) -> list[ParserTarget]:
         ParserTarget(
             "image",
             st.one_of(*(mutations(image, hot=64) for image in images), st.binary(max_size=256)),
-            quietly(decode_image),
+            quietly(read_image),
             (vc.ImageError,),
         ),
     ]
@@ -518,8 +511,8 @@ def fuzz_parsers(keyset: vc.KeySet, *, examples: int) -> dict[str, Any]:
 
 def openapi_documents(dep: Deployment) -> dict[str, dict[str, Any]]:
     """Both services' OpenAPI documents, from their real app factories (the services do not serve them)."""
-    from veilface.server._plaintext import plaintext_authority_app, plaintext_matcher_app
     from veilface.server.settings import AuthoritySettings, MatcherSettings
+    from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
     scratch = dep.root / "openapi"
     matcher = plaintext_matcher_app(

@@ -1,7 +1,7 @@
 """The services with the plaintext stand-in ciphers, for tests and benchmarks only: NO ENCRYPTION.
 
 Nothing in the settings or in ``veilface serve`` reaches this module. Only ``launch.start_services(...,
-plaintext=True)`` runs it (as ``python -m veilface.server._plaintext``), and tests call its factories.
+plaintext=True)`` runs it (as ``python -m veilface.server.standin``), and tests call its factories.
 Keys, storage, budgets, audit and signatures are the real ones; only the ciphers are stand-ins, under the
 deployment's real key_id, so probes come from ``PlaintextClientCipher(key_id=..., model_id=..., dimension=...)``.
 """
