@@ -115,7 +115,7 @@ COMMANDS = (
     LazyCommand(
         "db",
         "veilface.cli.database:db_app",
-        "The services' databases: upgrade them to this version's schema.",
+        "Upgrade or inspect the matcher's or the authority's database schema.",
         group=True,
         extra="server",
     ),

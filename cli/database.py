@@ -28,7 +28,7 @@ from veilface.server.authority.ledger import open_ledger_database
 from veilface.server.database import Database
 from veilface.server.matcher.store import open_template_database
 from veilface.server.migrations import schema_status, upgrade_hint, upgrade_schema
-from veilface.server.settings import AuthoritySettings, MatcherSettings
+from veilface.server.settings import AuthorityStorage, MatcherStorage
 
 EXIT_OK, EXIT_BEHIND, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
 
@@ -70,12 +70,12 @@ def _locate(service: Service, data: Path | None, database_url: str | None) -> tu
         raise _fail("give --data DIR or --database-url URL, not both", EXIT_USAGE)
     if database_url is not None:
         return database_url, None
-    # The settings 'serve' reads; they require a key directory, which finding the database does not use.
+    # The storage part of the settings 'serve' reads (the same variables), without keys or tokens.
     try:
         if service is Service.MATCHER:
-            matcher = MatcherSettings(matcher_keys_dir=Path(), **({"matcher_data_dir": data} if data else {}))
+            matcher = MatcherStorage() if data is None else MatcherStorage(matcher_data_dir=data)
             return matcher.database_url, None if matcher.matcher_database_url else matcher.matcher_data_dir
-        authority = AuthoritySettings(authority_keys_dir=Path(), **({"authority_data_dir": data} if data else {}))
+        authority = AuthorityStorage() if data is None else AuthorityStorage(authority_data_dir=data)
         return authority.database_url, None if authority.authority_database_url else authority.authority_data_dir
     except ValidationError as exc:
         raise _fail(f"the service's settings do not validate ({exc.errors()[0]['msg']})", EXIT_USAGE) from None

@@ -107,10 +107,19 @@ class _ServiceSettings(BaseSettings):
             )
 
 
-class MatcherSettings(_ServiceSettings):
-    matcher_keys_dir: Path
+class MatcherStorage(_ServiceSettings):
+    """Where the matcher keeps its data: all that ``veilface db`` reads (it needs no keys and no tokens)."""
+
     matcher_data_dir: Path = Path("veilface-data/matcher")
     matcher_database_url: str | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.matcher_database_url or sqlite_url(self.matcher_data_dir / "matcher.db")
+
+
+class MatcherSettings(MatcherStorage):
+    matcher_keys_dir: Path
     operator_tokens: SecretStr = SecretStr("")
     authority_url: str = "http://127.0.0.1:8401"
     # Per call; 1.8 s leaves the matcher's own work room inside the 2 s within which issue 8 wants a 503.
@@ -119,10 +128,6 @@ class MatcherSettings(_ServiceSettings):
     match_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     matcher_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     pseudonym_key_file: Path | None = None
-
-    @property
-    def database_url(self) -> str:
-        return self.matcher_database_url or sqlite_url(self.matcher_data_dir / "matcher.db")
 
     @property
     def pseudonym_key_path(self) -> Path:
@@ -164,10 +169,19 @@ class MatcherSettings(_ServiceSettings):
         return self
 
 
-class AuthoritySettings(_ServiceSettings):
-    authority_keys_dir: Path
+class AuthorityStorage(_ServiceSettings):
+    """Where the authority keeps its data: all that ``veilface db`` reads."""
+
     authority_data_dir: Path = Path("veilface-data/authority")
     authority_database_url: str | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.authority_database_url or sqlite_url(self.authority_data_dir / "authority.db")
+
+
+class AuthoritySettings(AuthorityStorage):
+    authority_keys_dir: Path
     authority_workers: int = Field(default=1, ge=1, le=64)
     # Decisions granted per pseudonymous subject per window: a person retries a few times, not dozens.
     budget_per_subject: int = Field(default=10, ge=1)
@@ -178,10 +192,6 @@ class AuthoritySettings(_ServiceSettings):
     budget_global_per_minute: int = Field(default=600, ge=1)
     # Decisions per CKKS key over its lifetime; past it the authority refuses until a key renewal.
     budget_per_key: int = Field(default=1_000_000, ge=1)
-
-    @property
-    def database_url(self) -> str:
-        return self.authority_database_url or sqlite_url(self.authority_data_dir / "authority.db")
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> AuthoritySettings:

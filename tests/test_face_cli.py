@@ -10,8 +10,8 @@ from face_fixtures import encode, jpeg, mirrored, photo
 from PIL import Image
 from typer.testing import CliRunner
 
-from veilface.bench import faces as bench_faces
 from veilface.cli.app import app
+from veilface.cli.bench import bench_app
 from veilface.client.samples import sample_images
 
 runner = CliRunner()
@@ -124,13 +124,13 @@ def test_calibrate_json(images: dict[str, Path], tmp_path: Path) -> None:
     assert runner.invoke(app, ["calibrate", str(pairs), "--target-fmr", "1.5"]).exit_code == 2
 
 
-def test_the_face_benchmark_writes_json_and_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_face_benchmark_writes_json_and_a_table(tmp_path: Path) -> None:
     out = tmp_path / "faces.json"
-    assert bench_faces.main(["--runs", "1", "--backend", "dlib", "--json", str(out)]) == 0
+    ran = runner.invoke(bench_app, ["faces", "--runs", "1", "--backend", "dlib", "--json", str(out)])
+    assert ran.exit_code == 0, ran.output
     report = json.loads(out.read_text())
     faces_per_image = {result["image"]: result["faces"] for result in report["results"]}
     assert faces_per_image == {"tom_hanks 112x112": 1, "t1 1280x886": 6, "large 4000x3000": 1}
     for result in report["results"]:
         assert set(result["ms"]) == {"decode", "detect", "landmarks", "embed", "total"}
-    table = capsys.readouterr().out
-    assert "| dlib | t1 1280x886 | 6 |" in table
+    assert "| dlib | t1 1280x886 | 6 |" in ran.stdout
