@@ -1,15 +1,14 @@
-"""Fixtures for the server tests: one key ceremony per session, services in-process or as real processes.
+"""Helpers of the server tests: tokens, settings, vectors, and both services in-process (``in_process``).
 
-Test modules bind the fixtures they use as module attributes (``keys_dir = server_fixtures.keys_dir``).
+The pytest fixtures built on them (``keyset``, ``keys_dir``, ``services``, the databases) are in conftest.py.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import veilface.crypto as vc
 from veilface.crypto import _ckks
 from veilface.server.authority import create_authority_app
 from veilface.server.authority.engine import AuthorityEngine
-from veilface.server.keystore import read_public_description, write_keyset
+from veilface.server.keystore import read_public_description
 from veilface.server.matcher import create_matcher_app
 from veilface.server.matcher.engine import MatcherEngine
 from veilface.server.settings import DEFAULT_THRESHOLDS, AuthoritySettings, MatcherSettings
@@ -78,32 +77,6 @@ def unnormalised_plain(client: vc.PlaintextClientCipher, vector: np.ndarray) -> 
         "preset": client.preset,
     }
     return vc.Envelope(vc.EnvelopeKind.EMBEDDING, header, np.asarray(vector, "<f8").tobytes()).to_bytes()
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def keyset() -> vc.KeySet:
-    return vc.key_ceremony(vc.DEFAULT_PRESET, model_id=MODEL_ID, dimension=DIMENSION)
-
-
-@pytest.fixture(scope="session")
-def keys_dir(tmp_path_factory: pytest.TempPathFactory, keyset: vc.KeySet) -> Path:
-    directory = tmp_path_factory.mktemp("keys") / "keys"
-    write_keyset(directory, keyset)
-    return directory
-
-
-@pytest.fixture(scope="session")
-def matcher_keys_dir(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) -> Path:
-    """What a matcher host receives: copies of evaluation/ and public/ only."""
-    directory = tmp_path_factory.mktemp("matcher-keys")
-    for role in ("evaluation", "public"):
-        shutil.copytree(keys_dir / role, directory / role)
-    return directory
 
 
 def matcher_settings(keys: Path, data: Path, **overrides: Any) -> MatcherSettings:
@@ -194,42 +167,6 @@ async def in_process(
             yield InProcess(m, a, client_cipher, data / "matcher", data / "authority")
 
 
-@pytest.fixture
-async def services(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> AsyncIterator[InProcess]:
-    async with in_process(keys_dir, matcher_keys_dir, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL with veilface's tables dropped; skips when VEILFACE_TEST_POSTGRES_URL is unset."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set (CI's .ci/run starts PostgreSQL and sets it)")
-    drop_veilface_tables(url)
-    yield url
-    drop_veilface_tables(url)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database URL: a SQLite file (its folder not made yet), or the test PostgreSQL server's."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'service.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
-    """Both services' database settings for start_services(env=...), and the matcher's database URL (for
-    scanning or reopening it): SQLite in the data directory, or the test PostgreSQL server."""
-    if request.param == "sqlite":
-        return {}, f"sqlite:///{tmp_path / 'data' / 'matcher' / 'matcher.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return {"VEILFACE_MATCHER_DATABASE_URL": url, "VEILFACE_AUTHORITY_DATABASE_URL": url}, url
-
-
 def drop_veilface_tables(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
@@ -249,7 +186,7 @@ def secret_markers(keyset: vc.KeySet) -> list[bytes]:
         saved = Path(path).read_bytes()
     poly = secret_key.data()
     raw = b"".join(struct.pack("<Q", poly[i]) for i in range(poly.coeff_count()))
-    private = keyset.signing_key._key.private_bytes(
+    private = serialization.load_pem_private_key(keyset.signing_key.to_pem(), password=None).private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
     pem_body = b"".join(keyset.signing_key.to_pem().splitlines()[1:-1])

@@ -37,7 +37,6 @@ from veilface.protocol import PublicKeysAnswer
 from veilface.server.launch import RunningServices, start_services
 
 pytestmark = pytest.mark.e2e
-keyset, keys_dir, postgres_url, database = sf.keyset, sf.keys_dir, sf.postgres_url, sf.database
 
 
 def client(

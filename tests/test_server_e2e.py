@@ -31,7 +31,6 @@ from veilface.server.keystore import read_bundle, read_public_description, read_
 from veilface.server.launch import start_services
 
 pytestmark = pytest.mark.e2e
-keyset, keys_dir, postgres_url, database = sf.keyset, sf.keys_dir, sf.postgres_url, sf.database
 
 
 def port_is_free(url: str) -> bool:
