@@ -10,7 +10,7 @@ import pytest
 from face_fixtures import encode, exif_rotated_jpeg, jpeg, photo, rgba_png, sixteen_bit_gray_png, sixteen_bit_rgb_png
 from PIL import Image
 
-from veilface.client._images import decode_image, detection_view, read_image
+from veilface.client.faces import decode_image, read_image
 from veilface.crypto import ImageError
 
 
@@ -113,13 +113,3 @@ def test_unreadable_paths_raise_image_error_naming_them(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(ImageError, match=r"empty\.png is empty"):
         read_image(empty)
-
-
-def test_detection_view_shrinks_only_large_images() -> None:
-    small = np.zeros((600, 800, 3), dtype=np.uint8)
-    view, scale = detection_view(small)
-    assert view is small and scale == 1.0
-    large = np.zeros((3000, 4000, 3), dtype=np.uint8)
-    view, scale = detection_view(large)
-    assert view.shape == (768, 1024, 3)
-    assert scale == pytest.approx(1024 / 4000)
