@@ -23,17 +23,18 @@ from sqlalchemy import create_engine, text
 
 import veilface.crypto as vc
 from veilface.crypto import _ckks
+from veilface.protocol.face_models import DLIB_RESNET
 from veilface.server.authority import create_authority_app
 from veilface.server.authority.engine import AuthorityEngine
 from veilface.server.keystore import read_public_description
 from veilface.server.matcher import create_matcher_app
 from veilface.server.matcher.engine import MatcherEngine
-from veilface.server.settings import DEFAULT_THRESHOLDS, AuthoritySettings, MatcherSettings
+from veilface.server.settings import AuthoritySettings, MatcherSettings
 from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
-MODEL_ID = "dlib-resnet-v1-128"
-DIMENSION = 128
-THRESHOLD = DEFAULT_THRESHOLDS[MODEL_ID]
+MODEL_ID = DLIB_RESNET.model_id
+DIMENSION = DLIB_RESNET.dimension
+THRESHOLD = DLIB_RESNET.default_threshold
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 ENROLL_TOKEN = "enroll-token-0123456789abcdef"
 VERIFY_TOKEN = "verify-token-0123456789abcdef"
