@@ -5,9 +5,6 @@ The pytest fixtures built on them (``keyset``, ``keys_dir``, ``services``, the d
 
 from __future__ import annotations
 
-import os
-import struct
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,8 +14,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import tenseal as ts
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, text
 
 import veilface.crypto as vc
@@ -175,28 +170,3 @@ def drop_veilface_tables(url: str) -> None:
         for name in names:
             conn.execute(text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
     engine.dispose()
-
-
-def secret_markers(keyset: vc.KeySet) -> list[bytes]:
-    """Byte strings that only the secret key material contains: windows of the CKKS secret key as SEAL saves
-    it (compressed, as inside secret/context.bin), of its raw NTT coefficients, and the Ed25519 private key."""
-    secret_key = ts.context_from(keyset.secret.context).secret_key().data
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "sk.bin")
-        secret_key.save(path)
-        saved = Path(path).read_bytes()
-    poly = secret_key.data()
-    raw = b"".join(struct.pack("<Q", poly[i]) for i in range(poly.coeff_count()))
-    private = serialization.load_pem_private_key(keyset.signing_key.to_pem(), password=None).private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    pem_body = b"".join(keyset.signing_key.to_pem().splitlines()[1:-1])
-    markers = [saved[i : i + 48] for i in range(64, len(saved) - 48, len(saved) // 8)]
-    markers += [raw[i : i + 32] for i in range(0, len(raw), len(raw) // 8)]
-    return [*markers, private, pem_body]
-
-
-def files_holding(root: Path, markers: list[bytes]) -> list[str]:
-    """Every file under ``root`` (or ``root`` itself) that contains any marker."""
-    paths = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
-    return [str(p) for p in paths if any(marker in p.read_bytes() for marker in markers)]

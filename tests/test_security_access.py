@@ -113,6 +113,7 @@ async def test_the_authority_answers_only_the_matchers_token(services: InProcess
 # -- TLS between client and matcher, and between matcher and authority -----------------------------------------
 
 
+@pytest.mark.e2e
 def test_tls_on_both_hops_with_a_self_signed_certificate(
     keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
