@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from server_fixtures import DIMENSION, MODEL_ID, POSTGRES_ENV, InProcess, drop_veilface_tables, in_process
 
 import veilface.crypto as vc
@@ -80,6 +81,14 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, 
         return {}, f"sqlite:///{tmp_path / 'data' / 'matcher' / 'matcher.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return {"VEILFACE_MATCHER_DATABASE_URL": url, "VEILFACE_AUTHORITY_DATABASE_URL": url}, url
+
+
+@pytest.fixture(scope="module")
+def tom() -> Image.Image:
+    """The shipped photo with one aligned face, as RGB."""
+    from face_fixtures import photo  # here, not at the top: face_fixtures imports onnx (~1 s)
+
+    return photo("tom_hanks")
 
 
 @pytest.fixture

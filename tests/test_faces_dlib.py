@@ -15,7 +15,6 @@ from face_fixtures import (
     jpeg,
     mirrored,
     on_canvas,
-    photo,
     rescaled,
     rgba_png,
     sixteen_bit_gray_png,
@@ -38,11 +37,6 @@ from veilface.crypto import ConfigurationError, FaceError, ImageError
 @pytest.fixture(scope="module")
 def embedder() -> StagedFaceEmbedder:
     return load_embedder("dlib")
-
-
-@pytest.fixture(scope="module")
-def tom() -> Image.Image:
-    return photo("tom_hanks")
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from face_fixtures import encode, exif_rotated_jpeg, jpeg, photo, rgba_png, sixteen_bit_gray_png, sixteen_bit_rgb_png
+from face_fixtures import encode, exif_rotated_jpeg, jpeg, rgba_png, sixteen_bit_gray_png, sixteen_bit_rgb_png
 from PIL import Image
 
 from veilface.client.faces import decode_image, read_image
 from veilface.crypto import ImageError
-
-
-@pytest.fixture(scope="module")
-def tom() -> Image.Image:
-    return photo("tom_hanks")
 
 
 def test_png_path_and_bytes_decode_to_the_same_rgb(tom: Image.Image, tmp_path: Path) -> None:
