@@ -11,6 +11,7 @@ import re
 import socket
 import ssl
 import struct
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,23 @@ def secret_key_in_memory(keyset: vc.KeySet) -> list[bytes]:
     poly = secret_key.data()
     raw = b"".join(struct.pack("<Q", poly[i]) for i in range(poly.coeff_count()))
     return [raw[i : i + 32] for i in range(0, len(raw) - 32 + 1, len(raw) // 8)]
+
+
+def secret_markers(keyset: vc.KeySet) -> list[bytes]:
+    """Byte strings that only the secret key material contains: windows of the CKKS secret key as SEAL saves
+    it (compressed, as inside secret/context.bin) and as it holds it in memory, and the Ed25519 private key."""
+    secret_key = ts.context_from(keyset.secret.context).secret_key().data
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "sk.bin"
+        secret_key.save(str(path))
+        saved = path.read_bytes()
+    pem = keyset.signing_key.to_pem()
+    private = serialization.load_pem_private_key(pem, password=None).private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    pem_body = b"".join(pem.splitlines()[1:-1])
+    markers = [saved[i : i + 48] for i in range(64, len(saved) - 48, len(saved) // 8)]
+    return [*markers, *secret_key_in_memory(keyset), private, pem_body]
 
 
 def distinctive_windows(

@@ -1,15 +1,11 @@
-"""Fixtures for the server tests: one key ceremony per session, services in-process or as real processes.
+"""Helpers of the server tests: tokens, settings, vectors, and both services in-process (``in_process``).
 
-Test modules bind the fixtures they use as module attributes (``keys_dir = server_fixtures.keys_dir``).
+The pytest fixtures built on them (``keyset``, ``keys_dir``, ``services``, the databases) are in conftest.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import struct
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,23 +14,22 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import tenseal as ts
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, text
 
 import veilface.crypto as vc
 from veilface.crypto import _ckks
+from veilface.protocol.face_models import DLIB_RESNET
 from veilface.server.authority import create_authority_app
 from veilface.server.authority.engine import AuthorityEngine
-from veilface.server.keystore import read_public_description, write_keyset
+from veilface.server.keystore import read_public_description
 from veilface.server.matcher import create_matcher_app
 from veilface.server.matcher.engine import MatcherEngine
-from veilface.server.settings import DEFAULT_THRESHOLDS, AuthoritySettings, MatcherSettings
+from veilface.server.settings import AuthoritySettings, MatcherSettings
 from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
-MODEL_ID = "dlib-resnet-v1-128"
-DIMENSION = 128
-THRESHOLD = DEFAULT_THRESHOLDS[MODEL_ID]
+MODEL_ID = DLIB_RESNET.model_id
+DIMENSION = DLIB_RESNET.dimension
+THRESHOLD = DLIB_RESNET.default_threshold
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 ENROLL_TOKEN = "enroll-token-0123456789abcdef"
 VERIFY_TOKEN = "verify-token-0123456789abcdef"
@@ -78,32 +73,6 @@ def unnormalised_plain(client: vc.PlaintextClientCipher, vector: np.ndarray) -> 
         "preset": client.preset,
     }
     return vc.Envelope(vc.EnvelopeKind.EMBEDDING, header, np.asarray(vector, "<f8").tobytes()).to_bytes()
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def keyset() -> vc.KeySet:
-    return vc.key_ceremony(vc.DEFAULT_PRESET, model_id=MODEL_ID, dimension=DIMENSION)
-
-
-@pytest.fixture(scope="session")
-def keys_dir(tmp_path_factory: pytest.TempPathFactory, keyset: vc.KeySet) -> Path:
-    directory = tmp_path_factory.mktemp("keys") / "keys"
-    write_keyset(directory, keyset)
-    return directory
-
-
-@pytest.fixture(scope="session")
-def matcher_keys_dir(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) -> Path:
-    """What a matcher host receives: copies of evaluation/ and public/ only."""
-    directory = tmp_path_factory.mktemp("matcher-keys")
-    for role in ("evaluation", "public"):
-        shutil.copytree(keys_dir / role, directory / role)
-    return directory
 
 
 def matcher_settings(keys: Path, data: Path, **overrides: Any) -> MatcherSettings:
@@ -194,42 +163,6 @@ async def in_process(
             yield InProcess(m, a, client_cipher, data / "matcher", data / "authority")
 
 
-@pytest.fixture
-async def services(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> AsyncIterator[InProcess]:
-    async with in_process(keys_dir, matcher_keys_dir, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL with veilface's tables dropped; skips when VEILFACE_TEST_POSTGRES_URL is unset."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set (CI's .ci/run starts PostgreSQL and sets it)")
-    drop_veilface_tables(url)
-    yield url
-    drop_veilface_tables(url)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database URL: a SQLite file (its folder not made yet), or the test PostgreSQL server's."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'service.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
-    """Both services' database settings for start_services(env=...), and the matcher's database URL (for
-    scanning or reopening it): SQLite in the data directory, or the test PostgreSQL server."""
-    if request.param == "sqlite":
-        return {}, f"sqlite:///{tmp_path / 'data' / 'matcher' / 'matcher.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return {"VEILFACE_MATCHER_DATABASE_URL": url, "VEILFACE_AUTHORITY_DATABASE_URL": url}, url
-
-
 def drop_veilface_tables(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
@@ -237,28 +170,3 @@ def drop_veilface_tables(url: str) -> None:
         for name in names:
             conn.execute(text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
     engine.dispose()
-
-
-def secret_markers(keyset: vc.KeySet) -> list[bytes]:
-    """Byte strings that only the secret key material contains: windows of the CKKS secret key as SEAL saves
-    it (compressed, as inside secret/context.bin), of its raw NTT coefficients, and the Ed25519 private key."""
-    secret_key = ts.context_from(keyset.secret.context).secret_key().data
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "sk.bin")
-        secret_key.save(path)
-        saved = Path(path).read_bytes()
-    poly = secret_key.data()
-    raw = b"".join(struct.pack("<Q", poly[i]) for i in range(poly.coeff_count()))
-    private = keyset.signing_key._key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    pem_body = b"".join(keyset.signing_key.to_pem().splitlines()[1:-1])
-    markers = [saved[i : i + 48] for i in range(64, len(saved) - 48, len(saved) // 8)]
-    markers += [raw[i : i + 32] for i in range(0, len(raw), len(raw) // 8)]
-    return [*markers, private, pem_body]
-
-
-def files_holding(root: Path, markers: list[bytes]) -> list[str]:
-    """Every file under ``root`` (or ``root`` itself) that contains any marker."""
-    paths = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
-    return [str(p) for p in paths if any(marker in p.read_bytes() for marker in markers)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import SERVER_PACKAGES, run_veilface, top_level
+from cli_helpers import SERVER_PACKAGES, run_veilface
 from PIL import Image, ImageOps
+from server_fixtures import unnormalised_ckks
 from typer.testing import CliRunner, Result
 
 import veilface.crypto as vc
 from veilface.cli.app import app
 from veilface.client.api import Client, ProbeRefusedError
 from veilface.client.samples import sample_images
-from veilface.crypto import _ckks
-from veilface.server.keystore import write_keyset
 from veilface.server.launch import RunningServices, start_services
 
 pytestmark = pytest.mark.e2e
@@ -44,12 +44,10 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    root = tmp_path_factory.mktemp("cli-ops")
-    write_keyset(root / "keys", vc.key_ceremony(vc.DEFAULT_PRESET, model_id="dlib-resnet-v1-128", dimension=128))
+def deployment(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) -> Iterator[Deployment]:
     token = secrets.token_urlsafe(16)
-    with start_services(root / "keys", root / "data", operator_token=token) as services:
-        yield Deployment(services, root / "keys", token)
+    with start_services(keys_dir, tmp_path_factory.mktemp("cli-ops") / "data", operator_token=token) as services:
+        yield Deployment(services, keys_dir, token)
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +106,22 @@ def test_verify_json_is_the_signed_record_alone(deployment: Deployment, photos: 
     }  # fmt: skip
 
 
-def test_a_verification_in_its_own_process_imports_no_server_code(
-    deployment: Deployment, photos: dict[str, Path]
-) -> None:
-    assert deployment.run("enroll", "imports-check", str(photos["tom"])).exit_code == 0
-    result, modules = run_veilface("verify", "imports-check", str(photos["tom_mirrored"]), env=deployment.env)
-    assert result.returncode == 0, result.stderr
-    assert "veilface.client.api" in modules and "veilface.crypto" in modules
-    assert not top_level(modules) & SERVER_PACKAGES
-    assert not any(module.startswith(("veilface.server", "veilface.bench")) for module in modules)
+def test_a_client_only_install_enrols_and_verifies(deployment: Deployment, photos: dict[str, Path]) -> None:
+    """``pip install veilface`` without extras: in a process that cannot import any package of the server and
+    bench extras, ``veilface enroll`` and ``veilface verify`` work against the real services."""
+    enrolled, modules = run_veilface(
+        "enroll", "client-only", str(photos["tom"]), env=deployment.env, not_installed=SERVER_PACKAGES
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "enrolled client-only" in enrolled.stdout
+    verified, more = run_veilface(
+        "verify", "client-only", str(photos["tom_mirrored"]), env=deployment.env, not_installed=SERVER_PACKAGES
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert "client-only: match" in verified.stdout
+    imported = modules | more
+    assert "veilface.client.api" in imported and "veilface.crypto" in imported
+    assert not any(module.startswith(("veilface.server", "veilface.bench")) for module in imported)
 
 
 def test_trust_is_required(deployment: Deployment, photos: dict[str, Path], tmp_path: Path) -> None:
@@ -181,8 +186,8 @@ def test_bad_settings_are_one_line_errors(
     assert "Traceback" not in result.output
 
 
-def test_demo_refuses_to_overwrite_kept_keys(tmp_path: Path) -> None:
-    write_keyset(tmp_path / "keys", vc.key_ceremony(vc.DEFAULT_PRESET, model_id="dlib-resnet-v1-128", dimension=128))
+def test_demo_refuses_to_overwrite_kept_keys(keys_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(keys_dir, tmp_path / "keys")
     before = sorted(p.name for p in (tmp_path / "keys").iterdir())
     result = CliRunner().invoke(app, ["demo", "--keep", str(tmp_path)])
     assert result.exit_code == 3 and "already holds keys" in result.stderr
@@ -244,10 +249,7 @@ def test_scaled_probe_is_refused_end_to_end(deployment: Deployment, monkeypatch:
     with Client(deployment.services.matcher_url, token=deployment.token, authority_key=key) as client:
         face = np.random.default_rng(0).normal(size=128)
         client.enroll_embedding("frank", face)
-        cipher = client.cipher()
-        monkeypatch.setattr(_ckks, "prepare_embedding", lambda e, d: np.asarray(e) / np.linalg.norm(e) * 1.2)
-        scaled = cipher.encrypt(face)
-        monkeypatch.undo()
+        scaled = unnormalised_ckks(client.cipher(), 1.2 * face / np.linalg.norm(face), monkeypatch)
         with pytest.raises(ProbeRefusedError) as info:
             client.verify_ciphertext("frank", scaled)
         assert info.value.status == 422

@@ -15,7 +15,6 @@ from face_fixtures import (
     jpeg,
     mirrored,
     on_canvas,
-    photo,
     rescaled,
     rgba_png,
     sixteen_bit_gray_png,
@@ -38,11 +37,6 @@ from veilface.crypto import ConfigurationError, FaceError, ImageError
 @pytest.fixture(scope="module")
 def embedder() -> StagedFaceEmbedder:
     return load_embedder("dlib")
-
-
-@pytest.fixture(scope="module")
-def tom() -> Image.Image:
-    return photo("tom_hanks")
 
 
 @pytest.fixture(scope="module")
@@ -214,11 +208,9 @@ def test_models_load_where_pkg_resources_does_not_exist() -> None:
         else:
             raise SystemExit("the hook did not hide pkg_resources")
 
-        from veilface.client._dlib_detector import models_directory
         from veilface.client.faces import embed_single, load_embedder
         from veilface.client.samples import sample_images
 
-        assert (models_directory() / "dlib_face_recognition_resnet_model_v1.dat").is_file()
         embedding = embed_single(load_embedder("dlib"), sample_images()["tom_hanks"])
         print(embedding.shape[0], "pkg_resources" in sys.modules)
         """

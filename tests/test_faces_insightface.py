@@ -24,7 +24,7 @@ from face_fixtures import (
 )
 from PIL import Image
 
-from veilface.client._insightface_backend import MODEL_ENV, five_points_from_68
+from veilface.client._insightface_backend import five_points_from_68
 from veilface.client.faces import StagedFaceEmbedder, embed_single, load_embedder
 from veilface.client.samples import sample_images
 from veilface.crypto import FaceError, ModelNotFoundError
@@ -119,12 +119,12 @@ def test_a_pack_uses_its_own_detector_and_maps_boxes_back_to_original_pixels(mod
 
 
 def test_the_environment_variable_chooses_the_model(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(MODEL_ENV, str(models / "recognition.onnx"))
+    monkeypatch.setenv("VEILFACE_INSIGHTFACE_MODEL", str(models / "recognition.onnx"))
     assert load_embedder("insightface").model_id == f"arcface-{sha12(models / 'recognition.onnx')}-512"
 
 
 def test_a_missing_pack_names_the_directory_and_its_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(MODEL_ENV, raising=False)
+    monkeypatch.delenv("VEILFACE_INSIGHTFACE_MODEL", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(ModelNotFoundError) as caught:
         load_embedder("insightface")

@@ -25,7 +25,6 @@ from veilface.bench.harness.fuzz import fuzz_http
 from veilface.bench.reliability import http_row
 from veilface.client.api import Client
 
-anyio_backend, keyset, keys_dir, matcher_keys_dir = sf.anyio_backend, sf.keyset, sf.keys_dir, sf.matcher_keys_dir
 EXAMPLES = int(os.environ.get("VEILFACE_FUZZ_EXAMPLES", "40"))
 OPERATIONS = 13  # 8 at the matcher, 5 at the authority
 

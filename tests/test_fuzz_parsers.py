@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-import server_fixtures as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +19,6 @@ import veilface.crypto as vc
 from veilface.bench.harness.fuzz import ParserTarget, parser_targets, run_parser_target
 from veilface.server.keystore import read_bundle, read_public_description, write_keyset
 
-keyset = sf.keyset
 EXAMPLES = int(os.environ.get("VEILFACE_FUZZ_EXAMPLES", "150"))
 TARGETS = (
     "envelope",

@@ -7,16 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from face_fixtures import encode, exif_rotated_jpeg, jpeg, photo, rgba_png, sixteen_bit_gray_png, sixteen_bit_rgb_png
+from face_fixtures import encode, exif_rotated_jpeg, jpeg, rgba_png, sixteen_bit_gray_png, sixteen_bit_rgb_png
 from PIL import Image
 
-from veilface.client._images import decode_image, detection_view, read_image
+from veilface.client.faces import decode_image, read_image
 from veilface.crypto import ImageError
-
-
-@pytest.fixture(scope="module")
-def tom() -> Image.Image:
-    return photo("tom_hanks")
 
 
 def test_png_path_and_bytes_decode_to_the_same_rgb(tom: Image.Image, tmp_path: Path) -> None:
@@ -113,13 +108,3 @@ def test_unreadable_paths_raise_image_error_naming_them(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(ImageError, match=r"empty\.png is empty"):
         read_image(empty)
-
-
-def test_detection_view_shrinks_only_large_images() -> None:
-    small = np.zeros((600, 800, 3), dtype=np.uint8)
-    view, scale = detection_view(small)
-    assert view is small and scale == 1.0
-    large = np.zeros((3000, 4000, 3), dtype=np.uint8)
-    view, scale = detection_view(large)
-    assert view.shape == (768, 1024, 3)
-    assert scale == pytest.approx(1024 / 4000)

@@ -16,6 +16,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cli_helpers import SERVER_PACKAGES
+from packaging.requirements import Requirement
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIRS = ("client", "server", "crypto", "protocol", "cli", "bench")
@@ -85,3 +92,19 @@ def test_the_installed_wheel_migrates_a_database(wheel: Path, tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == "['0001']\n"
+
+
+def import_name(requirement: str) -> str:
+    """The top-level package a requirement installs, as code imports it: ``psycopg[binary]>=3.1`` -> psycopg."""
+    return Requirement(requirement).name.lower().replace("-", "_")
+
+
+def test_a_client_install_pulls_no_server_or_bench_package() -> None:
+    """``pip install veilface`` is the client; what the client-only tests refuse to import is exactly what the
+    server and bench extras add (and starlette, which fastapi brings)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {import_name(requirement) for requirement in project["dependencies"]}
+    assert not core & SERVER_PACKAGES
+    extras = project["optional-dependencies"]
+    added = {import_name(requirement) for extra in ("server", "bench") for requirement in extras[extra]}
+    assert added - {"veilface"} == SERVER_PACKAGES - {"starlette"}

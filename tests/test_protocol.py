@@ -23,8 +23,6 @@ from veilface.protocol import (
 )
 from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
-keyset, keys_dir, matcher_keys_dir = sf.keyset, sf.keys_dir, sf.matcher_keys_dir
-
 
 def test_protocol_loads_no_web_framework() -> None:
     code = (

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import reliability_fixtures as rf
-import server_fixtures as sf
 
 import veilface.crypto as vc
 from veilface.bench.harness.deployment import deployment
@@ -21,7 +19,6 @@ from veilface.bench.harness.faults import template_pool
 from veilface.bench.reliability import crash_row, crash_safety
 
 pytestmark = pytest.mark.e2e
-keyset, private_postgres = sf.keyset, rf.private_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import server_fixtures as sf
 
 import veilface.crypto as vc
 from veilface.bench.harness.deployment import deployment
@@ -28,7 +27,6 @@ from veilface.server._serve import MALLOC_ARENAS
 from veilface.server.workers import WORKER_NICENESS
 
 pytestmark = pytest.mark.e2e
-keyset = sf.keyset
 CLIENTS, SECONDS, WARMUP_S = 10, 5.0, 1.0
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import reliability_fixtures as rf
 import server_fixtures as sf
 from sqlalchemy.exc import OperationalError
 
@@ -23,9 +22,6 @@ from veilface.bench.harness.deployment import deployment
 from veilface.bench.harness.faults import PrivatePostgres, template_pool, verification_work
 from veilface.bench.reliability import authority_outage, database_outage, outage_problems, outage_row
 from veilface.server.matcher.store import TemplateStore
-
-anyio_backend, keyset, keys_dir, matcher_keys_dir = sf.anyio_backend, sf.keyset, sf.keys_dir, sf.matcher_keys_dir
-private_postgres = rf.private_postgres
 
 
 @pytest.mark.e2e

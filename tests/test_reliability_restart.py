@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import server_fixtures as sf
 
 import veilface.crypto as vc
 from veilface.bench.harness.deployment import deployment
@@ -16,7 +15,6 @@ from veilface.bench.harness.faults import template_pool, verification_work
 from veilface.bench.reliability import restart_check, restart_problems, restart_rows
 
 pytestmark = pytest.mark.e2e
-keyset = sf.keyset
 
 
 def test_sigterm_under_load_leaves_nothing_behind(keyset: vc.KeySet, tmp_path: Path) -> None:

@@ -26,14 +26,6 @@ from veilface.client.api import Client
 from veilface.crypto import ServiceError
 from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
-anyio_backend, keyset, keys_dir, matcher_keys_dir, services = (
-    sf.anyio_backend,
-    sf.keyset,
-    sf.keys_dir,
-    sf.matcher_keys_dir,
-    sf.services,
-)
-
 HEALTH = {("GET", "/healthz"), ("GET", "/readyz")}
 # Every other matcher endpoint and the scope it needs (None: any valid operator token). A new endpoint fails
 # test_every_endpoint_is_classified until it is added here, and then the tests below check it.
@@ -121,6 +113,7 @@ async def test_the_authority_answers_only_the_matchers_token(services: InProcess
 # -- TLS between client and matcher, and between matcher and authority -----------------------------------------
 
 
+@pytest.mark.e2e
 def test_tls_on_both_hops_with_a_self_signed_certificate(
     keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,15 +12,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import server_fixtures as sf
 from typer.testing import CliRunner, Result
 
 from veilface.cli.app import app
 from veilface.crypto import Outcome, Purpose
 from veilface.server.authority.ledger import AuditEntry, Budgets, DecisionLedger, chain_hash, open_ledger_database
 from veilface.server.migrations import upgrade_schema
-
-postgres_url = sf.postgres_url
 
 TOKENS = ("a" * 32, "b" * 32)
 ROWS = 6

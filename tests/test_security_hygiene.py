@@ -28,6 +28,7 @@ from security_helpers import (
     files_holding,
     memory_holding,
     secret_key_in_memory,
+    secret_markers,
 )
 from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, near, unit, unnormalised_ckks
 
@@ -37,7 +38,6 @@ from veilface.protocol import PublicKeysAnswer
 from veilface.server.launch import RunningServices, start_services
 
 pytestmark = pytest.mark.e2e
-keyset, keys_dir, postgres_url, database = sf.keyset, sf.keys_dir, sf.postgres_url, sf.database
 
 
 def client(
@@ -73,7 +73,7 @@ def test_nothing_the_matcher_holds_or_writes_contains_the_secret_key_or_an_embed
     shared_bundles = [path for role in ("evaluation", "public") for path in (keys_dir / role).iterdir()]
     secret_file = distinctive_windows(keys_dir / "secret" / "context.bin", shared_bundles)
     assert len(secret_file) >= 10
-    secret = [*sf.secret_markers(keyset), *secret_file]
+    secret = [*secret_markers(keyset), *secret_file]
     loaded_secret = secret_key_in_memory(keyset)
     faces = [m for face in (alice, bob, alice_again) for m in embedding_markers(face)]
     with start_services(

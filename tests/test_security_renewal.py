@@ -32,7 +32,6 @@ from veilface.server.launch import start_services
 from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
 pytestmark = pytest.mark.e2e
-anyio_backend, keyset, keys_dir = sf.anyio_backend, sf.keyset, sf.keys_dir
 
 
 def verify_refusal(session: Client, subject: str, face: np.ndarray) -> vc.ServiceError:

@@ -20,13 +20,6 @@ from veilface.server.keystore import read_public_description, read_verify_key
 from veilface.server.settings import token_id
 
 pytestmark = pytest.mark.anyio
-anyio_backend, keyset, keys_dir, matcher_keys_dir, services = (
-    sf.anyio_backend,
-    sf.keyset,
-    sf.keys_dir,
-    sf.matcher_keys_dir,
-    sf.services,
-)
 
 TOKEN_ID = token_id("some-operator-token")
 NONCE = "nonce-0123456789abcdef"

@@ -8,14 +8,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import server_fixtures as sf
 from server_fixtures import DIMENSION, MODEL_ID, THRESHOLD, InProcess, in_process, near, octets, unit, unnormalised_ckks
 
 import veilface.crypto as vc
 from veilface.server.matcher.store import TemplateStore, open_template_database
 
 pytestmark = pytest.mark.anyio
-anyio_backend, keyset, keys_dir, matcher_keys_dir = sf.anyio_backend, sf.keyset, sf.keys_dir, sf.matcher_keys_dir
 NONCE = "ckks-nonce-0123456789"
 
 

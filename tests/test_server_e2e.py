@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 import server_fixtures as sf
-from security_helpers import database_values, descendants, self_signed
+from security_helpers import database_values, descendants, files_holding, secret_markers, self_signed
 from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, auth, near, octets, unit, unnormalised_ckks
 
 import veilface.crypto as vc
@@ -31,7 +31,6 @@ from veilface.server.keystore import read_bundle, read_public_description, read_
 from veilface.server.launch import start_services
 
 pytestmark = pytest.mark.e2e
-keyset, keys_dir, postgres_url, database = sf.keyset, sf.keys_dir, sf.postgres_url, sf.database
 
 
 def port_is_free(url: str) -> bool:
@@ -117,11 +116,11 @@ def test_end_to_end_on_real_processes(
     assert not any(alive(pid) for pid in workers)
     assert port_is_free(services.matcher_url) and port_is_free(services.authority_url)
 
-    markers = sf.secret_markers(keyset)
-    assert sf.files_holding(keys_dir / "secret", markers)  # the scan finds the secret where it is
+    markers = secret_markers(keyset)
+    assert files_holding(keys_dir / "secret", markers)  # the scan finds the secret where it is
     assert sorted(p.name for p in (data / "matcher" / "keys").iterdir()) == ["evaluation", "public"]
-    assert sf.files_holding(data / "matcher", markers) == []
-    assert sf.files_holding(data / "matcher.log", markers) == []
+    assert files_holding(data / "matcher", markers) == {}
+    assert files_holding(data / "matcher.log", markers) == {}
     rows = database_values(matcher_database)
     assert b"bob" in rows and not any(marker in rows for marker in markers)
 

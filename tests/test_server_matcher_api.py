@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import server_fixtures as sf
 from server_fixtures import (
     ADMIN_TOKEN,
     DIMENSION,
@@ -33,13 +32,6 @@ from veilface.server.keystore import read_verify_key
 from veilface.server.matcher.authority_client import AuthorityClient
 
 pytestmark = pytest.mark.anyio
-anyio_backend, keyset, keys_dir, matcher_keys_dir, services = (
-    sf.anyio_backend,
-    sf.keyset,
-    sf.keys_dir,
-    sf.matcher_keys_dir,
-    sf.services,
-)
 
 PROBLEM = "application/problem+json"
 NONCE = "nonce-0123456789abcdef"

@@ -42,9 +42,6 @@ from veilface.server.migrations import (
     version_table,
 )
 
-postgres_url, database_url = sf.postgres_url, sf.database_url
-keys_dir, matcher_keys_dir, keyset = sf.keys_dir, sf.matcher_keys_dir, sf.keyset
-
 HEAD = "0001"
 # What veilface 0.1's Database.create_schema() executed (recorded from it): create_all's DDL, then the schema
 # version row. The DDL of SQLite and PostgreSQL differs in two places, {blob} and {serial}.

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import server_fixtures as sf
 from server_fixtures import AUTHORITY_TOKEN, OPERATOR_TOKENS, authority_settings, matcher_settings
 from typer.testing import CliRunner
 
@@ -16,8 +15,6 @@ from veilface.cli.app import app as cli_app
 from veilface.crypto import ConfigurationError
 from veilface.server.matcher import create_matcher_app
 from veilface.server.settings import DEFAULT_THRESHOLDS, MatcherSettings, parse_operator_tokens, token_id
-
-keyset, keys_dir, matcher_keys_dir = sf.keyset, sf.keys_dir, sf.matcher_keys_dir
 
 
 def test_operator_tokens_and_scopes_parse() -> None:

@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import server_fixtures as sf
 
 from veilface.crypto import ConfigurationError, Outcome, Purpose
 from veilface.server.authority.ledger import (
@@ -24,8 +23,6 @@ from veilface.server.database import Database
 from veilface.server.matcher.pseudonym import load_or_create_key
 from veilface.server.matcher.store import SubjectExistsError, TemplateStore, open_template_database
 from veilface.server.migrations import upgrade_schema
-
-postgres_url, database_url = sf.postgres_url, sf.database_url
 
 
 @pytest.fixture
