@@ -39,8 +39,6 @@ from veilface.server.matcher import create_matcher_app
 from veilface.server.matcher.engine import MatcherEngine
 from veilface.server.settings import AuthoritySettings, token_id
 
-anyio_backend, keyset, keys_dir, matcher_keys_dir = sf.anyio_backend, sf.keyset, sf.keys_dir, sf.matcher_keys_dir
-
 TOKEN_A = "attacker-token-a-0123456789"
 TOKEN_B = "attacker-token-b-0123456789"
 TOKEN_C = "operator-token-c-0123456789"
