@@ -88,9 +88,43 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-class _ServiceSettings(BaseSettings):
+class _Environment(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VEILFACE_", extra="ignore", frozen=True)
 
+
+class MatcherStorage(_Environment):
+    """Where the matcher keeps its data: all that ``veilface db`` reads, with no keys or tokens to check."""
+
+    matcher_data_dir: Path = Path("veilface-data/matcher")
+    matcher_database_url: str | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.matcher_database_url or sqlite_url(self.matcher_data_dir / "matcher.db")
+
+    @property
+    def database_dir(self) -> Path | None:
+        """The data directory holding the SQLite database; None when a URL names the database."""
+        return None if self.matcher_database_url else self.matcher_data_dir
+
+
+class AuthorityStorage(_Environment):
+    """Where the authority keeps its data: all that ``veilface db`` reads, with no keys or tokens to check."""
+
+    authority_data_dir: Path = Path("veilface-data/authority")
+    authority_database_url: str | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.authority_database_url or sqlite_url(self.authority_data_dir / "authority.db")
+
+    @property
+    def database_dir(self) -> Path | None:
+        """The data directory holding the SQLite database; None when a URL names the database."""
+        return None if self.authority_database_url else self.authority_data_dir
+
+
+class _ServiceSettings(_Environment):
     environment: Environment = "production"
     log_level: LogLevel = "info"
     # Upgrade the database schema at start-up; off, a service refuses a database that is behind.
@@ -107,10 +141,8 @@ class _ServiceSettings(BaseSettings):
             )
 
 
-class MatcherSettings(_ServiceSettings):
+class MatcherSettings(_ServiceSettings, MatcherStorage):
     matcher_keys_dir: Path
-    matcher_data_dir: Path = Path("veilface-data/matcher")
-    matcher_database_url: str | None = None
     operator_tokens: SecretStr = SecretStr("")
     authority_url: str = "http://127.0.0.1:8401"
     # Per call; 1.8 s leaves the matcher's own work room inside the 2 s within which issue 8 wants a 503.
@@ -120,9 +152,12 @@ class MatcherSettings(_ServiceSettings):
     matcher_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     pseudonym_key_file: Path | None = None
 
-    @property
-    def database_url(self) -> str:
-        return self.matcher_database_url or sqlite_url(self.matcher_data_dir / "matcher.db")
+    @classmethod
+    def read(cls, keys_dir: Path, data_dir: Path | None = None) -> MatcherSettings:
+        """From the environment, with the key directory and, when given, the data directory ('serve --data')."""
+        if data_dir is None:
+            return cls(matcher_keys_dir=keys_dir)
+        return cls(matcher_keys_dir=keys_dir, matcher_data_dir=data_dir)
 
     @property
     def pseudonym_key_path(self) -> Path:
@@ -164,10 +199,8 @@ class MatcherSettings(_ServiceSettings):
         return self
 
 
-class AuthoritySettings(_ServiceSettings):
+class AuthoritySettings(_ServiceSettings, AuthorityStorage):
     authority_keys_dir: Path
-    authority_data_dir: Path = Path("veilface-data/authority")
-    authority_database_url: str | None = None
     authority_workers: int = Field(default=1, ge=1, le=64)
     # Decisions granted per pseudonymous subject per window: a person retries a few times, not dozens.
     budget_per_subject: int = Field(default=10, ge=1)
@@ -179,9 +212,12 @@ class AuthoritySettings(_ServiceSettings):
     # Decisions per CKKS key over its lifetime; past it the authority refuses until a key renewal.
     budget_per_key: int = Field(default=1_000_000, ge=1)
 
-    @property
-    def database_url(self) -> str:
-        return self.authority_database_url or sqlite_url(self.authority_data_dir / "authority.db")
+    @classmethod
+    def read(cls, keys_dir: Path, data_dir: Path | None = None) -> AuthoritySettings:
+        """From the environment, with the key directory and, when given, the data directory ('serve --data')."""
+        if data_dir is None:
+            return cls(authority_keys_dir=keys_dir)
+        return cls(authority_keys_dir=keys_dir, authority_data_dir=data_dir)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> AuthoritySettings:
