@@ -92,36 +92,43 @@ class _Environment(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VEILFACE_", extra="ignore", frozen=True)
 
 
-class MatcherStorage(_Environment):
-    """Where the matcher keeps its data: all that ``veilface db`` reads, with no keys or tokens to check."""
+class _Storage(_Environment):
+    """Where a service keeps its data: a data directory, holding its SQLite database unless a URL names one."""
+
+    def _location(self) -> tuple[Path, str | None, str]:
+        """The data directory, the database URL setting, and the SQLite file's name in that directory."""
+        raise NotImplementedError
+
+    @property
+    def database_url(self) -> str:
+        data_dir, url, filename = self._location()
+        return url or sqlite_url(data_dir / filename)
+
+    @property
+    def database_dir(self) -> Path | None:
+        """The data directory holding the SQLite database; None when a URL names the database."""
+        data_dir, url, _ = self._location()
+        return None if url else data_dir
+
+
+class MatcherStorage(_Storage):
+    """The matcher's data: all that ``veilface db`` reads, with no keys or tokens to check."""
 
     matcher_data_dir: Path = Path("veilface-data/matcher")
     matcher_database_url: str | None = None
 
-    @property
-    def database_url(self) -> str:
-        return self.matcher_database_url or sqlite_url(self.matcher_data_dir / "matcher.db")
-
-    @property
-    def database_dir(self) -> Path | None:
-        """The data directory holding the SQLite database; None when a URL names the database."""
-        return None if self.matcher_database_url else self.matcher_data_dir
+    def _location(self) -> tuple[Path, str | None, str]:
+        return self.matcher_data_dir, self.matcher_database_url, "matcher.db"
 
 
-class AuthorityStorage(_Environment):
-    """Where the authority keeps its data: all that ``veilface db`` reads, with no keys or tokens to check."""
+class AuthorityStorage(_Storage):
+    """The authority's data: all that ``veilface db`` reads, with no keys or tokens to check."""
 
     authority_data_dir: Path = Path("veilface-data/authority")
     authority_database_url: str | None = None
 
-    @property
-    def database_url(self) -> str:
-        return self.authority_database_url or sqlite_url(self.authority_data_dir / "authority.db")
-
-    @property
-    def database_dir(self) -> Path | None:
-        """The data directory holding the SQLite database; None when a URL names the database."""
-        return None if self.authority_database_url else self.authority_data_dir
+    def _location(self) -> tuple[Path, str | None, str]:
+        return self.authority_data_dir, self.authority_database_url, "authority.db"
 
 
 class _ServiceSettings(_Environment):
