@@ -329,7 +329,7 @@ def test_serve_refuses_an_old_database_with_one_error_line(matcher_keys_dir: Pat
         "VEILFACE_ENVIRONMENT": "development",
     }
     env.pop("VEILFACE_MATCHER_DATABASE_URL", None)
-    serve = [sys.executable, "-m", "veilface.server", "matcher", "--keys", str(matcher_keys_dir), "--data"]
+    serve = [sys.executable, "-m", "veilface.cli", "serve", "matcher", "--keys", str(matcher_keys_dir), "--data"]
     done = subprocess.run([*serve, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3
     assert done.stderr.splitlines() == [
