@@ -7,12 +7,14 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 #: A benchmark's results: what ``--json`` writes, keys as each benchmark's README section lists them.
 Report = dict[str, Any]
+
+T = TypeVar("T")
 
 
 class Progress(Protocol):
@@ -31,7 +33,7 @@ def percentiles(samples: Sequence[float], *qs: int) -> dict[str, float]:
     return {f"p{q}": round(float(np.percentile(data, q)), 4) for q in (qs or (50, 95))}
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
     """Run fn once; return its result and the elapsed milliseconds."""
     start = time.perf_counter()
     result = fn()

@@ -15,6 +15,7 @@ machine noise hits them alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -82,9 +83,9 @@ def bench_preset(preset: str, runs: int, pairs: int, baseline: TensealDot | None
         times["encrypt"].append(ms)
         # Unstocked: the compare makes its masks and encryptions of zero itself. Stocked: they were made
         # beforehand, as a matcher worker does between requests (a verification uses two).
-        times["compare_unstocked"].append(timed(lambda probe=probe: matcher.compare(template, probe, 0.3))[1])
+        times["compare_unstocked"].append(timed(partial(matcher.compare, template, probe, 0.3))[1])
         matcher.replenish(1)
-        blinded, ms = timed(lambda probe=probe: matcher.compare(template, probe, 0.3))
+        blinded, ms = timed(partial(matcher.compare, template, probe, 0.3))
         times["compare"].append(ms)
 
         def decide(blinded: bytes = blinded) -> vc.DecisionRecord:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from veilface.cli.errors import fail, report
+from veilface.cli.errors import fail, reported
 
 #: The modules that tell whether an extra is installed.
 EXTRA_MODULES = {
@@ -136,7 +136,7 @@ class _Unloaded(TyperCommand):
 class LazyGroup(TyperGroup):
     """A group whose ``COMMANDS`` are imported when resolved to be run, never to list them in ``--help``
     (click's "lazily loaded subcommands", with static help). It reports every VeilfaceError a command
-    raises, through ``errors.report``. Contexts and commands are typed Any: typer (>= 0.26) vendors click and
+    raises, through ``errors.reported``. Contexts and commands are typed Any: typer (>= 0.26) vendors click and
     keeps its classes private."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -161,14 +161,8 @@ class LazyGroup(TyperGroup):
             self._listing = False
 
     def invoke(self, ctx: Any) -> Any:
-        try:
+        with reported(verbose=bool(ctx.params.get("verbose"))):
             return super().invoke(ctx)
-        except Exception as exc:
-            # Not imported here: a VeilfaceError can only come from code that imported veilface.crypto.
-            crypto = sys.modules.get("veilface.crypto")
-            if crypto is None or not isinstance(exc, crypto.VeilfaceError):
-                raise
-            raise report(exc, verbose=bool(ctx.params.get("verbose"))) from None
 
 
 app = typer.Typer(

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from veilface.cli.errors import EXIT_BROKEN, EXIT_OK, EXIT_USAGE, fail, print_error
-from veilface.cli.options import Data, Json
+from veilface.cli.options import Data, DatabaseUrl, Json
 from veilface.crypto import ConfigurationError
 from veilface.server.authority.audit import DATABASE_FILE, check_audit_log, find_database
 from veilface.server.authority.ledger import ChainReport, TokenUse
@@ -68,9 +68,7 @@ def _database_url(data: Path | None, database_url: str | None) -> str:
 @audit_app.command("verify")
 def verify(
     data: Data[Path | None] = None,
-    database_url: Annotated[
-        str | None, typer.Option("--database-url", metavar="URL", help="The authority's database URL instead.")
-    ] = None,
+    database_url: DatabaseUrl = None,
     anchor: Annotated[
         str | None,
         typer.Option(metavar="HASH", help="A last hash recorded earlier elsewhere; it must still be in the chain."),

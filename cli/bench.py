@@ -1,8 +1,9 @@
 """``veilface bench ...``: every benchmark, run as a function of ``veilface.bench``, its report written here.
 
-Each option is declared once below. Every command writes the JSON (``--json``), the chart (``--plot``) and
-the markdown table through ``emit``, shows progress on standard error (standard output holds only the
-table), and turns an error the benchmarks raise on purpose into one "Error: ..." line and its exit code.
+Options shared with other commands are in ``veilface.cli.options``; the benchmarks' own are below. Every
+command writes the JSON (``--json``), the chart (``--plot``) and the markdown table through ``emit``, shows
+progress on standard error (standard output holds only the table), and reports an error the benchmarks raise
+on purpose as one "Error: ..." line with its exit code (``veilface.cli.errors.reported``).
 """
 
 from __future__ import annotations
@@ -10,59 +11,35 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from veilface.client.faces import BACKENDS
-from veilface.crypto import DEFAULT_PRESET, PRESETS, VeilfaceError
+from veilface.cli.errors import reported
+from veilface.cli.options import (
+    Backend,
+    Backends,
+    FaceBackend,
+    JsonPath,
+    KnownPreset,
+    Model,
+    PlotPath,
+    Presets,
+    choice,
+)
+from veilface.crypto import DEFAULT_PRESET
 
 bench_app = typer.Typer(help="Benchmarks anyone can rerun (results as JSON + a markdown table).", no_args_is_help=True)
 
 Report = dict[str, Any]
 
-# -- options, each declared once --------------------------------------------------------------------------
+# -- the benchmarks' own options ------------------------------------------------------------------------
 
-
-def choice(values: Sequence[str]) -> Callable[[str], str]:
-    """An option's parser that accepts only ``values`` (a usage error, exit 2, otherwise)."""
-
-    def parse(value: str) -> str:
-        if value not in values:
-            raise typer.BadParameter(f"{value!r} is not one of {', '.join(values)}")
-        return value
-
-    return parse
-
-
-PRESET_NAMES = sorted(PRESETS)
 DATABASES = ("sqlite", "postgresql")
 
-JsonPath = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")]
-PlotPath = Annotated[Path | None, typer.Option("--plot", help="Write a PNG chart here.")]
-Backend = Annotated[str, typer.Option(parser=choice(BACKENDS), metavar="|".join(BACKENDS), help="Face backend.")]
-Backends = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--backend",
-        parser=choice(BACKENDS),
-        metavar="|".join(BACKENDS),
-        help="Backend(s) to time; default all available.",
-    ),
-]
-Model = Annotated[Path | None, typer.Option(help="insightface pack directory or .onnx file.")]
-Preset = Annotated[
-    str, typer.Option(parser=choice(PRESET_NAMES), metavar="|".join(PRESET_NAMES), help="CKKS parameter preset.")
-]
-Presets = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--preset", parser=choice(PRESET_NAMES), metavar="|".join(PRESET_NAMES), help="Preset(s) to run; default all."
-    ),
-]
 Runs = Annotated[
     int, typer.Option(min=1, help="Timed rounds: per preset (crypto), per image (faces), of both pipelines (latency).")
 ]
@@ -110,16 +87,6 @@ def emit(
 
 
 @contextmanager
-def reported_errors() -> Iterator[None]:
-    """An error veilface raises on purpose becomes one "Error: ..." line on standard error and its exit code."""
-    try:
-        yield
-    except VeilfaceError as exc:
-        typer.echo(f"Error: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-
-
-@contextmanager
 def progress_bar() -> Iterator[Callable[..., None]]:
     """A progress bar on standard error for a benchmark's ``progress`` callback."""
     from rich.console import Console
@@ -148,7 +115,7 @@ def crypto(runs: Runs = 100, pairs: Pairs = 1000, preset: Presets = None, json_p
     """CKKS core per preset: encrypt, compare, decide, sizes, max error; TenSEAL .dot as the baseline."""
     from veilface.bench import crypto as bench
 
-    with reported_errors():
+    with reported():
         report = bench.run_crypto(runs=runs, pairs=pairs, presets=preset or ())
     emit(report, markdown=bench.markdown, json_path=json_path)
 
@@ -158,16 +125,16 @@ def faces(runs: Runs = 10, backend: Backends = None, model: Model = None, json_p
     """Face pipeline per stage (decode, detect, landmarks, embed) per backend, on shipped photos."""
     from veilface.bench import faces as bench
 
-    with reported_errors():
-        report = bench.run_faces(backends=backend or (), runs=runs, model=model)
+    with reported():
+        report = bench.run_faces(backends=[choice.value for choice in backend or ()], runs=runs, model=model)
     emit(report, markdown=bench.markdown, json_path=json_path)
 
 
 @bench_app.command("latency")
 def latency(
-    backend: Backend = "dlib",
+    backend: Backend = FaceBackend.dlib,
     model: Model = None,
-    preset: Preset = DEFAULT_PRESET,
+    preset: KnownPreset = DEFAULT_PRESET,
     runs: Runs = 50,
     image: Image = None,
     json_path: JsonPath = None,
@@ -176,9 +143,9 @@ def latency(
     """End-to-end verification per stage, encrypted beside the plaintext stand-in, TenSEAL .dot as baseline."""
     from veilface.bench import latency as bench
 
-    with reported_errors(), progress_bar() as progress:
+    with reported(), progress_bar() as progress:
         report = bench.run_latency(
-            backend=backend, preset=preset, runs=runs, image=image, model=model, progress=progress
+            backend=backend.value, preset=preset, runs=runs, image=image, model=model, progress=progress
         )
     emit(report, markdown=bench.markdown, json_path=json_path, plot_path=plot_path, plot=bench.plot)
 
@@ -187,9 +154,9 @@ def latency(
 def accuracy(
     pairs: PairsFile,
     root: Root = None,
-    backend: Backend = "dlib",
+    backend: Backend = FaceBackend.dlib,
     model: Model = None,
-    preset: Preset = DEFAULT_PRESET,
+    preset: KnownPreset = DEFAULT_PRESET,
     threshold: Threshold = None,
     json_path: JsonPath = None,
     plot_path: PlotPath = None,
@@ -197,11 +164,11 @@ def accuracy(
     """FMR, FNMR, EER and DET of the plaintext and encrypted pipelines on the same pairs; their agreement."""
     from veilface.bench import accuracy as bench
 
-    with reported_errors(), progress_bar() as progress:
+    with reported(), progress_bar() as progress:
         report = bench.run_accuracy(
             pairs,
             root=root,
-            backend=backend,
+            backend=backend.value,
             preset=preset,
             threshold=threshold,
             model=model,
@@ -221,7 +188,7 @@ def load(
     """Concurrent verifications against real matcher workers, encrypted then the stand-in: throughput, p99."""
     from veilface.bench import load as bench
 
-    with reported_errors(), progress_bar() as progress:
+    with reported(), progress_bar() as progress:
         report = bench.run_load(clients=clients, seconds=seconds, workers=workers, progress=progress)
     emit(report, markdown=bench.markdown, json_path=json_path, plot_path=plot_path, plot=bench.plot)
 
@@ -240,7 +207,7 @@ def reliability(
     """Fuzzing, crash safety, outages, SIGTERM restarts, memory under load; exit 1 if any falls short."""
     from veilface.bench import reliability as bench
 
-    with reported_errors():
+    with reported():
         report = bench.run_reliability(
             parser_examples=parser_examples,
             http_examples=http_examples,
@@ -266,7 +233,7 @@ def crash(
     """Enrolments in flight while the matcher is SIGKILLed: every acknowledged one present and verifying."""
     from veilface.bench import reliability as bench
 
-    with reported_errors():
+    with reported():
         report = bench.run_crash(
             enrolments=enrolments, rounds=rounds, clients=clients, database=database, progress=progress_lines
         )

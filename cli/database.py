@@ -23,14 +23,14 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from veilface.cli.errors import EXIT_BEHIND, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, reported
+from veilface.cli.options import Data, DatabaseUrl, Json
 from veilface.crypto import ConfigurationError
 from veilface.server.authority.ledger import open_ledger_database
 from veilface.server.database import Database
 from veilface.server.matcher.store import open_template_database
 from veilface.server.migrations import schema_status, upgrade_hint, upgrade_schema
 from veilface.server.settings import AuthorityStorage, MatcherStorage
-
-EXIT_OK, EXIT_BEHIND, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
 
 db_app = typer.Typer(
     help="Upgrade or inspect the matcher's or the authority's database schema.",
@@ -46,39 +46,24 @@ class Service(str, Enum):
 
 
 ServiceOption = Annotated[Service, typer.Option("--service", help="Whose database.", show_default=False)]
-Data = Annotated[
-    Path | None,
-    typer.Option("--data", metavar="DIR", help="The data directory given to 'serve' (default: the service's)."),
-]
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url", metavar="URL", help="The database URL instead (default: VEILFACE_<SERVICE>_DATABASE_URL)."
-    ),
-]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _locate(service: Service, data: Path | None, database_url: str | None) -> tuple[str, Path | None]:
     """The service's database URL, and its data directory (None when a URL names the database)."""
     if data is not None and database_url is not None:
-        raise _fail("give --data DIR or --database-url URL, not both", EXIT_USAGE)
+        raise fail("give --data DIR or --database-url URL, not both", EXIT_USAGE)
     if database_url is not None:
         return database_url, None
-    # The storage part of the settings 'serve' reads (the same variables), without keys or tokens.
+    # Where 'serve' would keep the database: the part of its settings that needs no keys or tokens.
+    storage: MatcherStorage | AuthorityStorage
     try:
         if service is Service.MATCHER:
-            matcher = MatcherStorage() if data is None else MatcherStorage(matcher_data_dir=data)
-            return matcher.database_url, None if matcher.matcher_database_url else matcher.matcher_data_dir
-        authority = AuthorityStorage() if data is None else AuthorityStorage(authority_data_dir=data)
-        return authority.database_url, None if authority.authority_database_url else authority.authority_data_dir
+            storage = MatcherStorage() if data is None else MatcherStorage(matcher_data_dir=data)
+        else:
+            storage = AuthorityStorage() if data is None else AuthorityStorage(authority_data_dir=data)
     except ValidationError as exc:
-        raise _fail(f"the service's settings do not validate ({exc.errors()[0]['msg']})", EXIT_USAGE) from None
+        raise fail(f"the service's settings do not validate ({exc.errors()[0]['msg']})", EXIT_USAGE) from None
+    return storage.database_url, storage.database_dir
 
 
 def _open(
@@ -95,24 +80,23 @@ def _open(
         parsed = None  # the opener names the problem
     if not create and parsed and parsed.get_backend_name() == "sqlite" and parsed.database:
         if not Path(parsed.database).is_file():
-            raise _fail(f"there is no {service.value} database at {parsed.database}", EXIT_USAGE)
+            raise fail(f"there is no {service.value} database at {parsed.database}", EXIT_USAGE)
     opener = open_template_database if service is Service.MATCHER else open_ledger_database
     try:
         return opener(url), data_dir
     except ConfigurationError as exc:
-        raise _fail(exc.message, EXIT_USAGE) from None
+        raise fail(exc.message, EXIT_USAGE) from None
 
 
 @contextmanager
 def _reported(database: Database) -> Iterator[None]:
     """Turn a refusal or a database error into one 'Error:' line (exit 3); dispose of the engine either way."""
     try:
-        yield
-    except ConfigurationError as exc:
-        raise _fail(exc.message, EXIT_FAILURE) from None
+        with reported():
+            yield
     except SQLAlchemyError as exc:
         message = f"the {database.name} database could not be read or upgraded ({type(exc).__name__})"
-        raise _fail(message, EXIT_FAILURE) from None
+        raise fail(message, EXIT_FAILURE) from None
     finally:
         database.dispose()
 
@@ -124,7 +108,7 @@ def _where(database: Database) -> str:
 
 @db_app.command("upgrade")
 def upgrade(
-    service: ServiceOption, data: Data = None, database_url: DatabaseUrl = None, json_out: JsonOut = False
+    service: ServiceOption, data: Data[Path | None] = None, database_url: DatabaseUrl = None, json_out: Json = False
 ) -> None:
     """Bring the service's database to this release's schema: once, under the lock the services take too."""
     database, _ = _open(service, data, database_url, create=True)
@@ -142,7 +126,7 @@ def upgrade(
 
 @db_app.command("current")
 def current(
-    service: ServiceOption, data: Data = None, database_url: DatabaseUrl = None, json_out: JsonOut = False
+    service: ServiceOption, data: Data[Path | None] = None, database_url: DatabaseUrl = None, json_out: Json = False
 ) -> None:
     """Show the service's database revision and this release's; exit 1 when an upgrade is due."""
     database, data_dir = _open(service, data, database_url, create=False)

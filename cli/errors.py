@@ -6,12 +6,13 @@ Exit codes (click's conventions: usage errors exit 2, messages go to standard er
        EXIT_MATCH          a verification that matched
     1  EXIT_NO_MATCH       a verification that did not match
        EXIT_BROKEN         an audit chain that is broken (or lost its anchor)
+       EXIT_BEHIND         a database whose schema is behind this release's ("db current")
     2  EXIT_USAGE          a bad option or argument; a missing token, key file, CSV column or database
     3  EXIT_FAILURE        anything veilface refused or could not do: every VeilfaceError not listed below,
                            and a missing optional extra ("pip install 'veilface[server]'")
     4  EXIT_PROBE_REFUSED  the authority refused the probe: not a normalised embedding (ProbeRefusedError)
 
-Commands raise VeilfaceError and let the root command report it (``report``), with the traceback first under
+Commands raise VeilfaceError and let the root command report it (``reported``), with the traceback first under
 ``--verbose``; they call ``fail`` only for errors found by the command line itself.
 """
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
@@ -30,6 +33,7 @@ EXIT_OK = 0
 EXIT_MATCH = 0
 EXIT_NO_MATCH = 1
 EXIT_BROKEN = 1
+EXIT_BEHIND = 1
 EXIT_USAGE = 2
 EXIT_FAILURE = 3
 EXIT_PROBE_REFUSED = 4
@@ -61,3 +65,16 @@ def report(exc: VeilfaceError, *, verbose: bool = False) -> typer.Exit:
     code = exit_code(exc)
     hint = " (the probe was not a normalised embedding)" if code == EXIT_PROBE_REFUSED else ""
     return fail(exc.message + hint, code)
+
+
+@contextmanager
+def reported(*, verbose: bool = False) -> Iterator[None]:
+    """Report a VeilfaceError raised inside (``report``) and exit with its code; let anything else through."""
+    try:
+        yield
+    except Exception as exc:
+        # Not imported here: a VeilfaceError can only come from code that imported veilface.crypto.
+        crypto = sys.modules.get("veilface.crypto")
+        if crypto is None or not isinstance(exc, crypto.VeilfaceError):
+            raise
+        raise report(exc, verbose=verbose) from None

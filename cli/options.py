@@ -6,6 +6,7 @@ command and not in another take the type as a parameter: ``preset: Preset[str | 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -16,9 +17,24 @@ from veilface.crypto import PRESETS
 
 T = TypeVar("T")
 
+
+def choice(values: Sequence[str]) -> Callable[[str], str]:
+    """An option's parser that accepts only ``values`` (a usage error, exit 2, otherwise)."""
+
+    def parse(value: str) -> str:
+        if value not in values:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(values)}")
+        return value
+
+    return parse
+
+
 # -- output -------------------------------------------------------------------------------------------------
 
 Json = Annotated[bool, typer.Option("--json", help="Print only a JSON document on standard output.")]
+# Benchmarks print their markdown table and write the JSON and the chart to files.
+JsonPath = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")]
+PlotPath = Annotated[Path | None, typer.Option("--plot", help="Write a PNG chart here.")]
 
 # -- client: which matcher, as whom, trusting which authority -----------------------------------------------
 
@@ -47,6 +63,9 @@ class FaceBackend(str, Enum):
 
 
 Backend = Annotated[FaceBackend, typer.Option("--backend", help="Face model backend.")]
+Backends = Annotated[
+    list[FaceBackend] | None, typer.Option("--backend", help="Backend(s) to time; default all available.")
+]
 Model = Annotated[
     Path | None,
     typer.Option(
@@ -73,7 +92,18 @@ def check_model(backend: FaceBackend, model: Path | None) -> None:
 
 # -- keys ---------------------------------------------------------------------------------------------------
 
+PRESET_NAMES = sorted(PRESETS)
+# The key ceremony checks the name it is given (an unknown one exits 3); a benchmark takes only a known one (2).
 Preset = Annotated[T, typer.Option("--preset", help=f"CKKS parameter preset ({', '.join(PRESETS)}).")]
+KnownPreset = Annotated[
+    str, typer.Option("--preset", parser=choice(PRESET_NAMES), metavar="|".join(PRESET_NAMES), help="CKKS preset.")
+]
+Presets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--preset", parser=choice(PRESET_NAMES), metavar="|".join(PRESET_NAMES), help="Preset(s) to run; default all."
+    ),
+]
 ModelId = Annotated[T, typer.Option("--model-id", help="Embedding model the deployment uses.")]
 Dimension = Annotated[T, typer.Option("--dimension", help="Embedding dimension of that model.")]
 
@@ -83,6 +113,9 @@ Keys = Annotated[Path, typer.Option("--keys", metavar="DIR", help="Key directory
 Data = Annotated[
     T,
     typer.Option("--data", metavar="DIR", help="Data directory: a service's, or the one 'serve all' splits in two."),
+]
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", metavar="URL", help="The service's database URL, instead of --data.")
 ]
 Host = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 Port = Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")]

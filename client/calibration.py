@@ -84,6 +84,9 @@ class AcquisitionFailure:
     image: Path
     reason: str
 
+    def to_dict(self) -> dict[str, str]:
+        return {"image": str(self.image), "reason": self.reason}
+
 
 @dataclass(frozen=True)
 class CalibrationResult:
@@ -110,22 +113,12 @@ class CalibrationResult:
         return 1.0 / self.impostor_pairs
 
     def to_dict(self) -> dict[str, Any]:
+        document = dataclasses.asdict(self)
+        del document["failures"]
         return {
-            "model_id": self.model_id,
-            "target_fmr": self.target_fmr,
-            "threshold": self.threshold,
-            "fmr": self.fmr,
-            "fnmr": self.fnmr,
-            "eer": self.eer,
-            "genuine_pairs": self.genuine_pairs,
-            "impostor_pairs": self.impostor_pairs,
+            **document,
             "fmr_resolution": self.fmr_resolution,
-            "images": self.images,
-            "default_threshold": self.default_threshold,
-            "default_fmr": self.default_fmr,
-            "default_fnmr": self.default_fnmr,
-            "failures_to_acquire": [{"image": str(f.image), "reason": f.reason} for f in self.failures],
-            "skipped_pairs": self.skipped_pairs,
+            "failures_to_acquire": [failure.to_dict() for failure in self.failures],
         }
 
 
@@ -649,7 +642,7 @@ class SearchCalibration:
             "impostor_pairs": self.impostor_pairs,
             "fmr_resolution": 1.0 / self.impostor_pairs,
             "images": self.images,
-            "failures_to_acquire": [{"image": str(f.image), "reason": f.reason} for f in self.failures],
+            "failures_to_acquire": [failure.to_dict() for failure in self.failures],
             "skipped_pairs": self.skipped_pairs,
             "extrapolated": any(point.extrapolated for point in self.points),
             "impostor_fits": [self.impostor_fit.to_dict(), self.tail_fit.to_dict()],

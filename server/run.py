@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -28,10 +28,11 @@ DEFAULT_MATCHER_PORT = 8400
 Settings = TypeVar("Settings", MatcherSettings, AuthoritySettings)
 
 
-def _settings(kind: type[Settings], **values: Any) -> Settings:
-    """``kind`` from the environment and ``values``; an invalid one is a ConfigurationError naming its variable."""
+def _settings(kind: type[Settings], keys: Path, data: Path | None) -> Settings:
+    """``kind`` from the environment, ``keys`` and ``data``; an invalid one is a ConfigurationError naming its
+    variable."""
     try:
-        settings = kind(**values)
+        settings = kind.read(keys, data)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "VEILFACE_" + "_".join(str(part) for part in first.get("loc", ())).upper()
@@ -44,18 +45,14 @@ def matcher_app(keys: Path, data: Path | None = None) -> FastAPI:
     """The matcher on ``keys`` (evaluation/ and public/ only, never secret/), settings from the environment."""
     from veilface.server.matcher import create_matcher_app
 
-    return create_matcher_app(
-        _settings(MatcherSettings, matcher_keys_dir=keys, **({"matcher_data_dir": data} if data else {}))
-    )
+    return create_matcher_app(_settings(MatcherSettings, keys, data))
 
 
 def authority_app(keys: Path, data: Path | None = None) -> FastAPI:
     """The authority on the key ceremony's directory ``keys`` (it reads secret/), settings from the environment."""
     from veilface.server.authority import create_authority_app
 
-    return create_authority_app(
-        _settings(AuthoritySettings, authority_keys_dir=keys, **({"authority_data_dir": data} if data else {}))
-    )
+    return create_authority_app(_settings(AuthoritySettings, keys, data))
 
 
 def operator_token_file(path: Path) -> str:

@@ -88,9 +88,50 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-class _ServiceSettings(BaseSettings):
+class _Environment(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VEILFACE_", extra="ignore", frozen=True)
 
+
+class _Storage(_Environment):
+    """Where a service keeps its data: a data directory, holding its SQLite database unless a URL names one."""
+
+    def _location(self) -> tuple[Path, str | None, str]:
+        """The data directory, the database URL setting, and the SQLite file's name in that directory."""
+        raise NotImplementedError
+
+    @property
+    def database_url(self) -> str:
+        data_dir, url, filename = self._location()
+        return url or sqlite_url(data_dir / filename)
+
+    @property
+    def database_dir(self) -> Path | None:
+        """The data directory holding the SQLite database; None when a URL names the database."""
+        data_dir, url, _ = self._location()
+        return None if url else data_dir
+
+
+class MatcherStorage(_Storage):
+    """The matcher's data: all that ``veilface db`` reads, with no keys or tokens to check."""
+
+    matcher_data_dir: Path = Path("veilface-data/matcher")
+    matcher_database_url: str | None = None
+
+    def _location(self) -> tuple[Path, str | None, str]:
+        return self.matcher_data_dir, self.matcher_database_url, "matcher.db"
+
+
+class AuthorityStorage(_Storage):
+    """The authority's data: all that ``veilface db`` reads, with no keys or tokens to check."""
+
+    authority_data_dir: Path = Path("veilface-data/authority")
+    authority_database_url: str | None = None
+
+    def _location(self) -> tuple[Path, str | None, str]:
+        return self.authority_data_dir, self.authority_database_url, "authority.db"
+
+
+class _ServiceSettings(_Environment):
     environment: Environment = "production"
     log_level: LogLevel = "info"
     # Upgrade the database schema at start-up; off, a service refuses a database that is behind.
@@ -107,18 +148,7 @@ class _ServiceSettings(BaseSettings):
             )
 
 
-class MatcherStorage(_ServiceSettings):
-    """Where the matcher keeps its data: all that ``veilface db`` reads (it needs no keys and no tokens)."""
-
-    matcher_data_dir: Path = Path("veilface-data/matcher")
-    matcher_database_url: str | None = None
-
-    @property
-    def database_url(self) -> str:
-        return self.matcher_database_url or sqlite_url(self.matcher_data_dir / "matcher.db")
-
-
-class MatcherSettings(MatcherStorage):
+class MatcherSettings(_ServiceSettings, MatcherStorage):
     matcher_keys_dir: Path
     operator_tokens: SecretStr = SecretStr("")
     authority_url: str = "http://127.0.0.1:8401"
@@ -128,6 +158,13 @@ class MatcherSettings(MatcherStorage):
     match_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     matcher_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     pseudonym_key_file: Path | None = None
+
+    @classmethod
+    def read(cls, keys_dir: Path, data_dir: Path | None = None) -> MatcherSettings:
+        """From the environment, with the key directory and, when given, the data directory ('serve --data')."""
+        if data_dir is None:
+            return cls(matcher_keys_dir=keys_dir)
+        return cls(matcher_keys_dir=keys_dir, matcher_data_dir=data_dir)
 
     @property
     def pseudonym_key_path(self) -> Path:
@@ -169,18 +206,7 @@ class MatcherSettings(MatcherStorage):
         return self
 
 
-class AuthorityStorage(_ServiceSettings):
-    """Where the authority keeps its data: all that ``veilface db`` reads."""
-
-    authority_data_dir: Path = Path("veilface-data/authority")
-    authority_database_url: str | None = None
-
-    @property
-    def database_url(self) -> str:
-        return self.authority_database_url or sqlite_url(self.authority_data_dir / "authority.db")
-
-
-class AuthoritySettings(AuthorityStorage):
+class AuthoritySettings(_ServiceSettings, AuthorityStorage):
     authority_keys_dir: Path
     authority_workers: int = Field(default=1, ge=1, le=64)
     # Decisions granted per pseudonymous subject per window: a person retries a few times, not dozens.
@@ -192,6 +218,13 @@ class AuthoritySettings(AuthorityStorage):
     budget_global_per_minute: int = Field(default=600, ge=1)
     # Decisions per CKKS key over its lifetime; past it the authority refuses until a key renewal.
     budget_per_key: int = Field(default=1_000_000, ge=1)
+
+    @classmethod
+    def read(cls, keys_dir: Path, data_dir: Path | None = None) -> AuthoritySettings:
+        """From the environment, with the key directory and, when given, the data directory ('serve --data')."""
+        if data_dir is None:
+            return cls(authority_keys_dir=keys_dir)
+        return cls(authority_keys_dir=keys_dir, authority_data_dir=data_dir)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> AuthoritySettings:

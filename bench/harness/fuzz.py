@@ -312,9 +312,13 @@ def parser_targets(keyset: vc.KeySet, scratch: Path) -> list[ParserTarget]:
         for purpose in vc.Purpose:
             asyncio.run(ask_authority(answer, purpose))
 
-    enrol_answer = {"request_id": "r" * 32, "purpose": "enrol", "outcome": "normalised", "record": None}
-    verify_answer = {"request_id": "r" * 32, "purpose": "verify", "outcome": "match", "record": record.to_dict()}
-    verify_answer["record"]["subject_id"] = ""
+    enrol_answer: dict[str, Any] = {"request_id": "r" * 32, "purpose": "enrol", "outcome": "normalised", "record": None}
+    verify_answer: dict[str, Any] = {
+        "request_id": "r" * 32,
+        "purpose": "verify",
+        "outcome": "match",
+        "record": record.with_subject("").to_dict(),
+    }
     answer_bodies = st.one_of(
         altered(enrol_answer).map(lambda body: json.dumps(body).encode()),
         altered(verify_answer).map(lambda body: json.dumps(body).encode()),
@@ -511,6 +515,8 @@ def fuzz_parsers(keyset: vc.KeySet, *, examples: int) -> dict[str, Any]:
 
 def openapi_documents(dep: Deployment) -> dict[str, dict[str, Any]]:
     """Both services' OpenAPI documents, from their real app factories (the services do not serve them)."""
+    from pydantic import SecretStr
+
     from veilface.server.settings import AuthoritySettings, MatcherSettings
     from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
@@ -520,8 +526,8 @@ def openapi_documents(dep: Deployment) -> dict[str, dict[str, Any]]:
             matcher_keys_dir=dep.matcher_keys,
             matcher_data_dir=scratch / "matcher",
             matcher_database_url=sqlite_url(scratch / "matcher.db"),
-            operator_tokens=dep.operator_token,
-            authority_token=dep.authority_token,
+            operator_tokens=SecretStr(dep.operator_token),
+            authority_token=SecretStr(dep.authority_token),
         )
     )
     authority = plaintext_authority_app(
@@ -529,7 +535,7 @@ def openapi_documents(dep: Deployment) -> dict[str, dict[str, Any]]:
             authority_keys_dir=dep.keys_dir,
             authority_data_dir=scratch / "authority",
             authority_database_url=sqlite_url(scratch / "authority.db"),
-            authority_token=dep.authority_token,
+            authority_token=SecretStr(dep.authority_token),
         )
     )
     return {"matcher": matcher.openapi(), "authority": authority.openapi()}

@@ -44,8 +44,7 @@ def create_authority_app(settings: AuthoritySettings, *, engine: AuthorityEngine
         raise ConfigurationError("the authority's cipher does not match its secret bundle")
     settings.authority_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ledger = DecisionLedger(open_ledger_database(settings.database_url), budgets_from(settings))
-    data_dir = None if settings.authority_database_url else settings.authority_data_dir
-    prepare_schema(ledger.database, auto_migrate=settings.auto_migrate, data_dir=data_dir)
+    prepare_schema(ledger.database, auto_migrate=settings.auto_migrate, data_dir=settings.database_dir)
     metrics = Metrics()
 
     @asynccontextmanager

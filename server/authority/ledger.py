@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from sqlalchemy import (
     BigInteger,
@@ -168,19 +168,20 @@ class DecisionLedger:
             refusal = self._exhausted(conn, at_ms, key_id=key_id, token_id=token_id, subject_ref=subject_ref)
             last = conn.execute(_LAST).first()
             seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-            fields = {
-                "seq": seq,
-                "at_ms": at_ms,
-                "request_id": request_id,
-                "key_id": key_id,
-                "token_id": token_id,
-                "subject_ref": subject_ref,
-                "purpose": purpose.value,
-                "outcome": outcome.value if refusal is None else f"refused-{refusal.budget}",
-                "granted": refusal is None,
-                "prev_hash": prev_hash,
-            }
-            entry = AuditEntry(**fields, row_hash=chain_hash(fields))
+            unhashed = AuditEntry(
+                seq=seq,
+                at_ms=at_ms,
+                request_id=request_id,
+                key_id=key_id,
+                token_id=token_id,
+                subject_ref=subject_ref,
+                purpose=purpose.value,
+                outcome=outcome.value if refusal is None else f"refused-{refusal.budget}",
+                granted=refusal is None,
+                prev_hash=prev_hash,
+                row_hash="",
+            )
+            entry = replace(unhashed, row_hash=unhashed.expected_hash())
             conn.execute(_APPEND, asdict(entry))
             if refusal is None:
                 conn.execute(self._count_key_use, {"key_id": key_id})

@@ -63,8 +63,7 @@ def create_matcher_app(
     settings.matcher_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pseudonyms = Pseudonymiser(load_or_create_key(settings.pseudonym_key_path))
     store = TemplateStore(open_template_database(settings.database_url))
-    data_dir = None if settings.matcher_database_url else settings.matcher_data_dir
-    prepare_schema(store.database, auto_migrate=settings.auto_migrate, data_dir=data_dir)
+    prepare_schema(store.database, auto_migrate=settings.auto_migrate, data_dir=settings.database_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
