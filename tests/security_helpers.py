@@ -88,7 +88,10 @@ def files_holding(root: Path, markers: Iterable[bytes]) -> dict[str, int]:
     paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     found = {}
     for path in paths:
-        content = path.read_bytes()
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:  # a temporary file another process removed between listing and reading
+            continue
         hits = sum(marker in content for marker in wanted)
         if hits:
             found[str(path)] = hits
