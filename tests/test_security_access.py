@@ -41,9 +41,9 @@ MATCHER_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/keys/public"): None,
     ("PUT", "/v1/subjects/{subject_id}/template"): "enroll",
     ("POST", "/v1/subjects/{subject_id}/verify"): "verify",
-    ("GET", "/v1/subjects/{subject_id}"): None,
+    ("GET", "/v1/subjects/{subject_id}"): "admin",
     ("DELETE", "/v1/subjects/{subject_id}"): "admin",
-    ("GET", "/metrics"): None,
+    ("GET", "/metrics"): "admin",
 }
 AUTHORITY_ENDPOINTS = {("POST", "/v1/decisions"), ("GET", "/v1/keys/signing"), ("GET", "/metrics")}
 TOKEN_SCOPES = {ADMIN_TOKEN: {"enroll", "verify", "admin"}, ENROLL_TOKEN: {"enroll"}, VERIFY_TOKEN: {"verify"}}
