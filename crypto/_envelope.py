@@ -73,6 +73,6 @@ class Envelope:
         unknown = set(self.header) - set(expected) - set(extra)
         if unknown:
             raise InvalidCiphertextError(
-                f"envelope header has {len(unknown)} unknown field(s); expected only {', '.join(sorted(expected))}",
+                f"envelope header has unknown fields ({len(unknown)}); expected only {', '.join(sorted(expected))}",
                 field="envelope",
             )
