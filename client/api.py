@@ -60,6 +60,8 @@ class Deployment:
     model_id: str
     dimension: int
     bundle: KeyBundle
+    serial: int = 0  # the authority's key set; 0: signed before serials
+    expires_at: str | None = None  # when the authority's signature stops vouching for the bundle
 
 
 def load_authority_key(source: VerifyKey | str | Path | bytes) -> VerifyKey:
@@ -162,6 +164,8 @@ class Client:
                 model_id=description.model_id,
                 dimension=description.dimension,
                 bundle=bundle,
+                serial=description.serial,
+                expires_at=description.expires_at,
             )
         return self._deployment
 
