@@ -219,6 +219,8 @@ class Client:
         return self.verify_ciphertext(subject_id, self.cipher().encrypt(embedding))
 
     def verify_ciphertext(self, subject_id: str, probe: bytes) -> DecisionRecord:
+        """Verify an encrypted probe. The matcher answers a probe's bytes once: sent again, even after a
+        timeout on this side, it is refused (409 ``replayed-probe``); encrypt afresh for every attempt."""
         nonce = headers.new_client_nonce()
         response = self._request(
             "POST",
@@ -242,7 +244,8 @@ class Client:
         self._request("DELETE", paths.subject_path(paths.SUBJECT, subject_id))
 
     def subject(self, subject_id: str) -> SubjectMeta:
-        """Metadata of an enrolled subject (times, key_id, model_id); the matcher never returns templates."""
+        """Metadata of an enrolled subject (times, key_id, model_id; admin scope); the matcher never returns
+        templates."""
         return self._subject_meta(self._request("GET", paths.subject_path(paths.SUBJECT, subject_id)))
 
     # -- HTTP ----------------------------------------------------------------------------------------------
