@@ -4,14 +4,16 @@
 
 PAIRS is a CSV (``image_a,image_b,same``) or LFW's ``pairs.txt``. Every distinct image is embedded once
 under the enrolment face policy (an image that fails it is a failure to acquire; its pairs are skipped)
-and encrypted once. Then, for every pair, image_a as the template and image_b as the probe:
+and encrypted once (the services get a fresh encryption per verification). Then, for every pair, image_a
+as the template and image_b as the probe:
 
 - plaintext: the cosine of the two embeddings; a match when it is above the threshold;
 - encrypted: the real crypto code with a local key: the matcher's compare, then the authority's decision.
   In this benchmark only, the blinding factors are drawn here (as the matcher draws them) and kept, so
   the decrypted value r * (s - t) gives back the score s;
-- services: the same ciphertexts through real matcher and authority processes (image_a enrolled, image_b
-  verified), and the signed bit they answer.
+- services: the same embeddings through real matcher and authority processes (image_a's ciphertext
+  enrolled, image_b encrypted afresh for each verification, since the matcher answers a probe's bytes
+  once), and the signed bit they answer.
 
 Figures per pipeline: FMR and FNMR at the threshold (from the decisions), EER, FNMR at FMR = 1e-2 and
 1e-3 (from the scores; thresholds chosen on these impostor scores), decision agreement with the plaintext
@@ -133,7 +135,9 @@ def run_accuracy(
                         "plaintext_match": plaintext_score > threshold,
                         "encrypted_match": outcome is vc.Outcome.MATCH,
                         "encrypted_outcome": outcome.value,
-                        "service_match": service.verify_ciphertext(subjects[pair.image_a], probe).match,
+                        "service_match": service.verify_ciphertext(
+                            subjects[pair.image_a], pipeline.client_cipher.encrypt(embeddings[pair.image_b])
+                        ).match,
                     }
                 )
     report: Report = {

@@ -3,9 +3,11 @@
 ``veilface bench load`` (``veilface.cli.bench``) runs ``run_load`` and prints ``markdown`` of its report.
 
 Both deployments run at once on loopback under the same fresh keys: the encrypted one (matcher with W
-worker processes, authority) and the plaintext stand-in (same services code, ciphers replaced). Probes
-are encrypted before the clock starts (embedding and encryption excluded: this measures the server):
-genuine-like and impostor probes for a few enrolled subjects, so every answer's bit can be checked.
+worker processes, authority) and the plaintext stand-in (same services code, ciphers replaced). Each
+request sends a fresh encryption of a genuine-like or impostor embedding of a few enrolled subjects, so
+every answer's bit can be checked: the matcher answers a probe's bytes once (docs/design.md §2.6), as a
+device encrypts every capture afresh. The client thread encrypts just before it sends, outside the
+request's latency (this measures the server); the CPU it spends is in ``generator_cpu_share``.
 C threads, each with its own keep-alive HTTP connection, send verifications back to back for S seconds
 per deployment, in four segments of S/2 ordered encrypted, plaintext, plaintext, encrypted so that drift
 on the machine hits both alike, after a warm-up that is not counted. Latency is per request as the
@@ -62,8 +64,15 @@ PER_DEPLOYMENT = ("elapsed_s", "generator_cpu_share", "segments_rps")
 @dataclass(frozen=True)
 class Request:
     subject: str
-    probe: bytes
+    embedding: np.ndarray
     expect_match: bool
+    cipher: vc.ClientCipher
+    lock: threading.Lock  # one cipher, shared by the client threads
+
+    def probe(self) -> bytes:
+        """A fresh encryption of the embedding: the matcher refuses probe bytes it has answered before."""
+        with self.lock:
+            return self.cipher.encrypt(self.embedding)
 
 
 @dataclass(frozen=True)
@@ -74,17 +83,19 @@ class Sample:
 
 
 def workload(cipher: vc.ClientCipher, rng: np.random.Generator) -> tuple[dict[str, bytes], list[Request]]:
-    """Templates per subject, and per subject two genuine-like and two impostor probes, encrypted once."""
+    """Templates per subject, and per subject two genuine-like and two impostor embeddings, encrypted afresh
+    for every request (:meth:`Request.probe`)."""
     templates: dict[str, bytes] = {}
     requests: list[Request] = []
+    lock = threading.Lock()
     for number in range(SUBJECTS):
         subject = f"load-{number}"
         template = unit(rng.normal(size=DIMENSION))
         templates[subject] = cipher.encrypt(template)
         for _ in range(2):
             genuine = unit(template + GENUINE_NOISE * rng.normal(size=DIMENSION))
-            requests.append(Request(subject, cipher.encrypt(genuine), True))
-            requests.append(Request(subject, cipher.encrypt(unit(rng.normal(size=DIMENSION))), False))
+            requests.append(Request(subject, genuine, True, cipher, lock))
+            requests.append(Request(subject, unit(rng.normal(size=DIMENSION)), False, cipher, lock))
     return templates, requests
 
 
@@ -121,11 +132,12 @@ def drive(url: str, token: str, requests: list[Request], *, clients: int, second
             while time.perf_counter() < deadline:
                 request = requests[turn % len(requests)]
                 turn += clients
+                probe = request.probe()
                 sent = time.perf_counter()
                 try:
                     response = http.post(
                         f"/v1/subjects/{request.subject}/verify",
-                        content=request.probe,
+                        content=probe,
                         headers={"Content-Type": "application/octet-stream", wire.CLIENT_NONCE: secrets.token_hex(16)},
                     )
                 except httpx.HTTPError:

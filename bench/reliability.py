@@ -51,6 +51,7 @@ from veilface.bench.harness.faults import (
     Send,
     TemplatePool,
     Traffic,
+    Work,
     json_field,
     rebind,
     summarise,
@@ -187,7 +188,9 @@ def verify_enrolled(dep: Deployment, pool: TemplatePool, enrolled: dict[str, int
         http: httpx.Client = local.http
         if http.get(f"/v1/subjects/{subject}").status_code != 200:
             return subject
-        probes = [(pool.genuine[index], True)] + ([(pool.impostor(index), False)] if subject in impostor_checks else [])
+        probes = [(pool.genuine_probe(index), True)]
+        if subject in impostor_checks:
+            probes.append((pool.impostor_probe(index), False))
         for probe, expected in probes:
             headers = {**OCTETS, wire.CLIENT_NONCE: secrets.token_urlsafe(24)}
             response = http.post(f"/v1/subjects/{subject}/verify", content=probe, headers=headers)
@@ -288,7 +291,7 @@ def _watch_readiness(dep: Deployment, timeline: Timeline, *, ready: bool, since:
 
 def outage(
     dep: Deployment,
-    work: list[tuple[str, bytes, bool]],
+    work: Work,
     *,
     inject: Callable[[], None],
     lift: Callable[[], None],
@@ -321,7 +324,7 @@ def outage(
 
 def authority_outage(
     dep: Deployment,
-    work: list[tuple[str, bytes, bool]],
+    work: Work,
     *,
     mode: str = "kill",
     clients: int = 4,
@@ -358,7 +361,7 @@ def authority_outage(
 def database_outage(
     dep: Deployment,
     postgres: PrivatePostgres,
-    work: list[tuple[str, bytes, bool]],
+    work: Work,
     *,
     clients: int = 4,
     before_s: float = 2.0,
@@ -386,7 +389,7 @@ def database_outage(
 
 def steady_load(
     dep: Deployment,
-    work: list[tuple[str, bytes, bool]],
+    work: Work,
     *,
     clients: int,
     seconds: float,
@@ -431,9 +434,7 @@ def load_problems(result: dict[str, Any], *, growth_limit: float = RSS_GROWTH_LI
 # -- restarts -------------------------------------------------------------------------------------------
 
 
-def restart_check(
-    dep: Deployment, work: list[tuple[str, bytes, bool]], *, clients: int = 4, load_s: float = 1.5
-) -> dict[str, Any]:
+def restart_check(dep: Deployment, work: Work, *, clients: int = 4, load_s: float = 1.5) -> dict[str, Any]:
     """SIGTERM each service under verification load: its exit status and time to stop, whether its port
     binds again at once, which processes of its group outlived it and for how long; then restart it on that
     port and check that it serves."""
@@ -458,9 +459,9 @@ def restart_check(
         dep.wait_ready()
         restart_s = time.monotonic() - started_again
         with dep.client() as http:
-            subject, probe, expected = work[0]
+            subject, fresh_probe, expected = work[0]
             headers = {**OCTETS, wire.CLIENT_NONCE: secrets.token_urlsafe(24)}
-            response = http.post(f"/v1/subjects/{subject}/verify", content=probe, headers=headers)
+            response = http.post(f"/v1/subjects/{subject}/verify", content=fresh_probe(), headers=headers)
         results[service.name] = {
             "exit_status": code,
             "processes_before": before,

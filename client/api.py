@@ -8,9 +8,11 @@
         print(decision.match)  # one bit, signed by the authority; no score exists on this side
 
 The client fetches the deployment's public key bundle from the matcher and refuses to encrypt anything
-unless the authority's signature over it verifies under the key it was given out of band. The face is
-detected, embedded and encrypted here; only the ciphertext leaves. Each decision's signature, nonce and
-probe hash are checked before it is returned.
+unless the authority's signature over it verifies under the key it was given out of band, and has not
+expired (``veilface.client.state``: the client keeps the newest bundle serial it has seen per authority in
+its state directory, ``VEILFACE_STATE_DIR``). The face is detected, embedded and encrypted here, afresh for
+every request (the matcher answers a probe's bytes once); only the ciphertext leaves. Each decision's
+signature, nonce and probe hash are checked before it is returned.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import httpx
 import numpy as np
 from pydantic import ValidationError
 
+from veilface.client.state import SeenSerials, check_bundle_freshness, default_state_dir
 from veilface.crypto import (
     CkksClientCipher,
     ClientCipher,
@@ -57,6 +60,8 @@ class Deployment:
     model_id: str
     dimension: int
     bundle: KeyBundle
+    serial: int = 0  # the authority's key set; 0: signed before serials
+    expires_at: str | None = None  # when the authority's signature stops vouching for the bundle
 
 
 def load_authority_key(source: VerifyKey | str | Path | bytes) -> VerifyKey:
@@ -90,7 +95,10 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         verify_tls: bool | str | Path = True,
+        state_dir: str | Path | None = None,
     ) -> None:
+        """``state_dir``: where the newest bundle serial per authority is kept (default
+        :func:`~veilface.client.state.default_state_dir`)."""
         # Only deleting and reading metadata work without the authority's key: nothing is encrypted or trusted.
         self._authority_key = None if authority_key is None else load_authority_key(authority_key)
         self._backend = backend
@@ -115,6 +123,7 @@ class Client:
             raise VeilfaceError(f"matcher URL {server!r} is not a valid http(s) URL: {exc}") from None
         if self._http.base_url.scheme not in ("http", "https") or not self._http.base_url.host:
             raise VeilfaceError(f"matcher URL {server!r} is not a valid http(s) URL")
+        self._seen = SeenSerials(Path(state_dir) if state_dir is not None else default_state_dir())
         self._deployment: Deployment | None = None
         self._cipher: ClientCipher | None = None
 
@@ -138,7 +147,7 @@ class Client:
         return self._authority_key
 
     def deployment(self) -> Deployment:
-        """Fetch and verify the public key bundle (once per client)."""
+        """Fetch and verify the public key bundle and its freshness (once per client)."""
         if self._deployment is None:
             body = self._json(self._request("GET", paths.PUBLIC_KEYS))
             try:
@@ -146,13 +155,17 @@ class Client:
             except ValidationError:
                 raise SignatureError("the matcher's public key response is malformed") from None
             bundle, description = answer.public_bundle()
-            verify_public_bundle(bundle, description, answer.signature, self._trusted_key())
+            authority_key = self._trusted_key()
+            verify_public_bundle(bundle, description, answer.signature, authority_key)
+            check_bundle_freshness(description, authority_key.fingerprint, self._seen)
             self._deployment = Deployment(
                 key_id=description.key_id,
                 preset=description.preset,
                 model_id=description.model_id,
                 dimension=description.dimension,
                 bundle=bundle,
+                serial=description.serial,
+                expires_at=description.expires_at,
             )
         return self._deployment
 
@@ -206,6 +219,8 @@ class Client:
         return self.verify_ciphertext(subject_id, self.cipher().encrypt(embedding))
 
     def verify_ciphertext(self, subject_id: str, probe: bytes) -> DecisionRecord:
+        """Verify an encrypted probe. The matcher answers a probe's bytes once: sent again, even after a
+        timeout on this side, it is refused (409 ``replayed-probe``); encrypt afresh for every attempt."""
         nonce = headers.new_client_nonce()
         response = self._request(
             "POST",
@@ -229,7 +244,8 @@ class Client:
         self._request("DELETE", paths.subject_path(paths.SUBJECT, subject_id))
 
     def subject(self, subject_id: str) -> SubjectMeta:
-        """Metadata of an enrolled subject (times, key_id, model_id); the matcher never returns templates."""
+        """Metadata of an enrolled subject (times, key_id, model_id; admin scope); the matcher never returns
+        templates."""
         return self._subject_meta(self._request("GET", paths.subject_path(paths.SUBJECT, subject_id)))
 
     # -- HTTP ----------------------------------------------------------------------------------------------

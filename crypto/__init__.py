@@ -20,6 +20,7 @@ from ._errors import (
 )
 from ._keys import (
     BUNDLE_FORMAT_VERSION,
+    DEFAULT_VALID_DAYS,
     KeyBundle,
     KeySet,
     PublicDescription,
@@ -43,6 +44,7 @@ from ._signing import SigningKey, VerifyKey
 __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "DEFAULT_PRESET",
+    "DEFAULT_VALID_DAYS",
     "ENVELOPE_OVERHEAD",
     "NORM_TOLERANCE",
     "PRESETS",

@@ -47,11 +47,10 @@ class Envelope:
             raise InvalidCiphertextError("not a veilface ciphertext envelope", field="envelope")
         if version != ENVELOPE_VERSION:
             raise InvalidCiphertextError(
-                f"envelope format version {version} is not supported (expected {ENVELOPE_VERSION})",
-                field="format_version",
+                f"envelope format version is not supported (expected {ENVELOPE_VERSION})", field="format_version"
             )
         if raw_kind != int(kind):
-            raise InvalidCiphertextError(f"envelope holds the wrong kind of object ({raw_kind})", field="kind")
+            raise InvalidCiphertextError(f"envelope is not of kind {kind.name.lower()}", field="kind")
         end = _PREFIX.size + header_len
         if header_len > MAX_HEADER or end > len(data):
             raise InvalidCiphertextError("envelope header is truncated or too long", field="envelope")
@@ -64,15 +63,16 @@ class Envelope:
         return cls(kind=kind, header=header, payload=data[end:])
 
     def expect(self, *, extra: tuple[str, ...] = (), **expected: Any) -> None:
-        """Refuse the envelope if a header field differs from the deployment's value, or is unknown."""
+        """Refuse the envelope if a header field differs from the deployment's value, or is unknown.
+
+        Messages name the field only: they reach the sender as problem details, which never echo a submitted
+        value or the deployment's key id."""
         for name, value in expected.items():
-            got = self.header.get(name)
-            if got != value:
-                raise InvalidCiphertextError(
-                    f"ciphertext {name} is {got!r}, this deployment uses {value!r}", field=name
-                )
+            if self.header.get(name) != value:
+                raise InvalidCiphertextError(f"ciphertext {name} differs from this deployment's", field=name)
         unknown = set(self.header) - set(expected) - set(extra)
         if unknown:
             raise InvalidCiphertextError(
-                f"envelope header has unknown fields: {', '.join(sorted(unknown)[:5])}", field="envelope"
+                f"envelope header has unknown fields ({len(unknown)}); expected only {', '.join(sorted(expected))}",
+                field="envelope",
             )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
@@ -18,6 +20,8 @@ from ._seal_io import SealFiles
 from ._signing import SigningKey, VerifyKey, canonical_json
 
 BUNDLE_FORMAT_VERSION = 1
+#: How long the authority's signature over a public bundle vouches for it unless told otherwise (days).
+DEFAULT_VALID_DAYS = 365
 
 
 class Role(str, Enum):
@@ -87,9 +91,29 @@ class KeyBundle:
         return hashlib.sha256(self.context).hexdigest()
 
 
+def expiry_after(days: float, *, now: datetime | None = None) -> str:
+    """The moment ``days`` from ``now`` as an expiry is written: UTC, ISO 8601 to the second, with a Z."""
+    moment = (now or datetime.now(timezone.utc)) + timedelta(days=days)
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_expiry(value: str) -> datetime:
+    """An expiry as written by :func:`expiry_after` (any ISO 8601 time with its offset); ValueError if not."""
+    moment = datetime.fromisoformat(value.removesuffix("Z") + "+00:00" if value.endswith("Z") else value)
+    if moment.tzinfo is None:
+        raise ValueError("an expiry needs its UTC offset")
+    return moment
+
+
 @dataclass(frozen=True)
 class PublicDescription:
-    """What the authority signs about a public bundle; clients check it before encrypting a face."""
+    """What the authority signs about a public bundle; clients check it before encrypting a face.
+
+    ``serial`` numbers the authority's key sets (1 from ``keys init``, one more per ``keys rotate``) and
+    ``expires_at`` (UTC, ISO 8601) ends the signature's word for the bundle; ``keys extend`` re-signs a later
+    expiry without new keys. A description signed before veilface had either has ``serial`` 0 and no expiry,
+    and is signed (and verified) without both fields (docs/design.md §2.2).
+    """
 
     key_id: str
     preset: str
@@ -97,9 +121,27 @@ class PublicDescription:
     dimension: int
     public_bundle_sha256: str
     format_version: int = BUNDLE_FORMAT_VERSION
+    serial: int = 0
+    expires_at: str | None = None
+
+    @property
+    def dated(self) -> bool:
+        """Whether it carries a serial and an expiry (False: made before veilface signed them)."""
+        return self.expires_at is not None
+
+    def expires(self) -> datetime | None:
+        return None if self.expires_at is None else parse_expiry(self.expires_at)
+
+    def expired(self, now: datetime | None = None) -> bool:
+        expires = self.expires()
+        return expires is not None and (now or datetime.now(timezone.utc)) >= expires
+
+    def extended(self, days: float, *, now: datetime | None = None) -> PublicDescription:
+        """The same keys with a new expiry ``days`` from now; one made before serials becomes serial 1."""
+        return dataclasses.replace(self, serial=max(self.serial, 1), expires_at=expiry_after(days, now=now))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "format_version": self.format_version,
             "key_id": self.key_id,
             "preset": self.preset,
@@ -107,6 +149,9 @@ class PublicDescription:
             "dimension": self.dimension,
             "public_bundle_sha256": self.public_bundle_sha256,
         }
+        if self.dated:
+            fields.update(serial=self.serial, expires_at=self.expires_at)
+        return fields
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PublicDescription:
@@ -121,7 +166,16 @@ class PublicDescription:
             )
         except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int() of an infinite float
             raise SignatureError("public bundle description is incomplete") from None
-        return desc
+        if "serial" not in data and "expires_at" not in data:
+            return desc
+        serial, expires_at = data.get("serial"), data.get("expires_at")
+        if type(serial) is not int or serial < 1 or not isinstance(expires_at, str):
+            raise SignatureError("public bundle description has an invalid serial or expiry")
+        try:
+            parse_expiry(expires_at)
+        except ValueError:
+            raise SignatureError("public bundle description has an invalid serial or expiry") from None
+        return dataclasses.replace(desc, serial=serial, expires_at=expires_at)
 
     def sign(self, key: SigningKey) -> str:
         return base64.b64encode(key.sign(canonical_json(self.to_dict()))).decode()
@@ -201,8 +255,19 @@ def make_context(preset: Preset, *, allow_insecure: bool = False) -> ts.Context:
     return context
 
 
-def key_ceremony(preset_name: str, *, model_id: str, dimension: int, allow_insecure: bool = False) -> KeySet:
-    """Generate a CKKS key set and the authority's Ed25519 key; sign the public bundle's description."""
+def key_ceremony(
+    preset_name: str,
+    *,
+    model_id: str,
+    dimension: int,
+    allow_insecure: bool = False,
+    serial: int = 1,
+    valid_days: float = DEFAULT_VALID_DAYS,
+) -> KeySet:
+    """Generate a CKKS key set and the authority's Ed25519 key; sign the public bundle's description, which
+    names the key set's ``serial`` and expires ``valid_days`` from now."""
+    if serial < 1 or valid_days <= 0:
+        raise ConfigurationError("a key set's serial starts at 1 and its bundle must be valid for some time")
     preset = get_preset(preset_name, allow_insecure=allow_insecure)
     if dimension < 1 or dimension > preset.slots:
         raise ConfigurationError(f"dimension {dimension} does not fit the {preset.slots} slots of {preset.name}")
@@ -237,6 +302,8 @@ def key_ceremony(preset_name: str, *, model_id: str, dimension: int, allow_insec
         model_id=model_id,
         dimension=dimension,
         public_bundle_sha256=public.sha256,
+        serial=serial,
+        expires_at=expiry_after(valid_days),
     )
     return KeySet(secret, evaluation, public, signing_key, description, description.sign(signing_key))
 

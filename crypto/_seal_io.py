@@ -151,7 +151,7 @@ def check_ciphertext_layout(
     expected = ciphertext_size(poly_modulus_degree, rns_primes)
     if len(data) != expected:
         raise InvalidCiphertextError(
-            f"ciphertext is {len(data)} bytes, expected {expected} (truncated, or another preset)",
+            f"ciphertext must be {expected} bytes (it is truncated, or made under another preset)",
             field="size",
         )
     if data[:2] != SEAL_MAGIC or data[2] != SEAL_HEADER_SIZE or data[5] != COMPR_NONE:

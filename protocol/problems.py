@@ -28,6 +28,8 @@ class ProblemType(Enum):
     INVALID_REQUEST = ("invalid-request", 422, "Invalid request")
     INVALID_CIPHERTEXT = ("invalid-ciphertext", 422, "Invalid ciphertext")
     REPLAYED_REQUEST = ("replayed-request", 409, "Replayed request")
+    # A probe whose exact bytes already got a signed decision (docs/design.md §2.6): encrypt it afresh.
+    REPLAYED_PROBE = ("replayed-probe", 409, "Replayed probe")
     BUDGET_EXHAUSTED = ("budget-exhausted", 429, "Decision budget exhausted")
     INTERNAL = ("internal", 500, "Internal error")
     DATABASE_UNAVAILABLE = ("database-unavailable", 503, "Database unavailable")

@@ -2,6 +2,8 @@
 
 Each holds ``context.bin`` (the TenSEAL-serialised context) and ``meta.json``; ``DIR/secret/signing.key``
 and ``DIR/public/signing.pub`` hold the authority's Ed25519 key pair (PEM). Secret files are mode 0600.
+``DIR/public/meta.json`` also holds the authority's signed description of the public bundle, which
+:func:`write_public_description` replaces (``veilface keys extend``: a later expiry, the same keys).
 The matcher reads only ``evaluation`` and ``public``; this module never hands it anything else.
 """
 
@@ -137,6 +139,22 @@ def read_public_description(directory: Path) -> tuple[PublicDescription, str]:
         raise ConfigurationError(f"public/meta.json: {exc.message}") from None
 
 
+def write_public_description(directory: Path, description: PublicDescription, signature: str) -> None:
+    """Replace the signed description in ``DIR/public/meta.json`` (the rest of the file is kept), atomically:
+    a crash leaves the old file or the new one, never a mix."""
+    sub = Path(directory) / Role.PUBLIC.value
+    meta = _read_meta(sub)
+    meta.update(description=description.to_dict(), signature=signature)
+    temporary = sub / f".{META_FILE}.{os.getpid()}.tmp"
+    try:
+        temporary.unlink(missing_ok=True)
+        _write(temporary, _json(meta), 0o644)
+        os.replace(temporary, sub / META_FILE)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ConfigurationError(f"cannot write {sub / META_FILE}: {exc.strerror}") from None
+
+
 def read_signing_key(directory: Path) -> SigningKey:
     path = Path(directory) / Role.SECRET.value / SIGNING_KEY_FILE
     try:
@@ -179,6 +197,13 @@ def load_matcher_keys(directory: Path) -> MatcherKeys:
         verify_public_bundle(public, description, signature, verify_key)
     except SignatureError as exc:
         raise ConfigurationError(f"public bundle: {exc.message}") from None
+    if description.expired():
+        # Every client would refuse the bundle this matcher serves.
+        raise ConfigurationError(
+            f"the authority's signature over the public bundle expired at {description.expires_at}; run "
+            f"'veilface keys extend KEYS' at the authority and copy KEYS/public/{META_FILE} to "
+            f"{directory / Role.PUBLIC.value}"
+        )
     evaluation = read_bundle(directory, Role.EVALUATION)
     if evaluation.key_id != public.key_id:
         raise ConfigurationError("evaluation and public bundles come from different key ceremonies")

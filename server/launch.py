@@ -36,6 +36,7 @@ import httpx
 import psutil
 
 from veilface.crypto import ConfigurationError, Role, ServiceError
+from veilface.server.files import private_directory
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -287,7 +288,7 @@ def prepare_data_dirs(keys_dir: Path, data_dir: Path) -> tuple[Path, Path, Path]
     """DATA/matcher (with keys/ holding copies of evaluation/ and public/ only) and DATA/authority."""
     if not (keys_dir / Role.SECRET.value).is_dir():
         raise ConfigurationError(f"{keys_dir} has no {Role.SECRET.value}/ directory; run 'veilface keys init'")
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(data_dir)
     matcher_data, authority_data = data_dir / "matcher", data_dir / "authority"
     matcher_keys = matcher_data / "keys"
     matcher_data.mkdir(mode=0o700, exist_ok=True)

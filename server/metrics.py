@@ -103,7 +103,8 @@ def shared_routes(metrics: Metrics, guard: fastapi_params.Depends) -> APIRouter:
     @router.get(
         paths.METRICS,
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE: {}}}, **problem_responses(401)},
+        # 403: the matcher's needs an operator token with the admin scope.
+        responses={200: {"content": {CONTENT_TYPE: {}}}, **problem_responses(401, 403)},
         dependencies=[guard],
         tags=["metrics"],
     )

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from veilface.crypto import ConfigurationError
 from veilface.server._serve import run_app
+from veilface.server.files import private_umask
 from veilface.server.logs import configure_logging
 from veilface.server.settings import AuthoritySettings, MatcherSettings
 
@@ -38,6 +39,7 @@ def _settings(kind: type[Settings], keys: Path, data: Path | None) -> Settings:
         name = "VEILFACE_" + "_".join(str(part) for part in first.get("loc", ())).upper()
         raise ConfigurationError(f"{name}: {first.get('msg', 'invalid')}") from None
     configure_logging(settings.log_level)
+    private_umask()  # before the app creates its database: SQLite files 0600
     return settings
 
 

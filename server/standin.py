@@ -19,6 +19,7 @@ from veilface.crypto import PlaintextAuthorityCipher, PlaintextMatcherCipher
 from veilface.server._serve import run_app
 from veilface.server.authority import create_authority_app
 from veilface.server.authority.engine import AuthorityEngine
+from veilface.server.files import private_umask
 from veilface.server.keystore import load_authority_keys, load_matcher_keys
 from veilface.server.logs import configure_logging
 from veilface.server.matcher import create_matcher_app
@@ -57,6 +58,7 @@ ParentPid = Annotated[int | None, typer.Option("--exit-with-parent")]
 def matcher(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
     settings = MatcherSettings(matcher_keys_dir=keys, matcher_data_dir=data)
     configure_logging(settings.log_level)
+    private_umask()
     run_app(plaintext_matcher_app(settings), fd=fd, parent_pid=exit_with_parent)
 
 
@@ -64,6 +66,7 @@ def matcher(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid =
 def authority(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
     settings = AuthoritySettings(authority_keys_dir=keys, authority_data_dir=data)
     configure_logging(settings.log_level)
+    private_umask()
     run_app(plaintext_authority_app(settings), fd=fd, parent_pid=exit_with_parent)
 
 

@@ -63,6 +63,8 @@ def test_the_wheel_holds_every_package_module_and_data_file(wheel: Path) -> None
         "veilface/server/migrations/script.py.mako",
         "veilface/server/migrations/matcher/0001_baseline.py",
         "veilface/server/migrations/authority/0001_baseline.py",
+        "veilface/server/migrations/matcher/0002_consumed_probes.py",
+        "veilface/server/migrations/authority/0002_signed_probes.py",
         "veilface/cli/py.typed",
     } <= expected
     with zipfile.ZipFile(wheel) as archive:
@@ -91,7 +93,7 @@ def test_the_installed_wheel_migrates_a_database(wheel: Path, tmp_path: Path) ->
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout == "['0001']\n"
+    assert done.stdout == "['0001', '0002']\n"
 
 
 def import_name(requirement: str) -> str:

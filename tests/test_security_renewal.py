@@ -40,18 +40,30 @@ def verify_refusal(session: Client, subject: str, face: np.ndarray) -> vc.Servic
     return refused.value
 
 
+def client(url: str, shared: Path) -> Client:
+    """A client that trusts the authority's signing key of the first key ceremony (what clients hold), with the
+    state directory of one device, ``shared/state``."""
+    return Client(url, token=ADMIN_TOKEN, authority_key=shared / "signing.pub", state_dir=shared / "state")
+
+
+def seen_serials(shared: Path) -> dict[str, int]:
+    """The newest bundle serial per authority fingerprint that the device's clients recorded."""
+    recorded = json.loads((shared / "state" / "bundles.json").read_text())
+    return {fingerprint: entry["serial"] for fingerprint, entry in recorded.items()}
+
+
 @contextmanager
-def pair(keys: Path, data: Path, shared: Path, **budgets: int) -> Iterator[Client]:
+def pair(keys: Path, data: Path, shared: Path, **budgets: int) -> Iterator[tuple[Client, str]]:
     """An authority and a matcher on ``keys`` over the databases and pseudonym key in ``shared``; a client of it
-    that trusts the authority's signing key of the first key ceremony (what clients hold)."""
+    (see :func:`client`) and the matcher's URL."""
     env = {
         "VEILFACE_MATCHER_DATABASE_URL": f"sqlite:///{shared / 'matcher.db'}",
         "VEILFACE_AUTHORITY_DATABASE_URL": f"sqlite:///{shared / 'authority.db'}",
         "VEILFACE_PSEUDONYM_KEY_FILE": str(shared / "pseudonym.key"),
     } | {f"VEILFACE_BUDGET_{name.upper()}": str(value) for name, value in budgets.items()}
     with start_services(keys, data, operator_token=ADMIN_TOKEN, env=env) as services:
-        with Client(services.matcher_url, token=ADMIN_TOKEN, authority_key=shared / "signing.pub") as session:
-            yield session
+        with client(services.matcher_url, shared) as session:
+            yield session, services.matcher_url
 
 
 def test_rotation_moves_a_deployment_to_new_keys_while_it_keeps_serving(tmp_path: Path) -> None:
@@ -62,7 +74,8 @@ def test_rotation_moves_a_deployment_to_new_keys_while_it_keeps_serving(tmp_path
     shared.mkdir()
     shutil.copy(old_keys / "public" / "signing.pub", shared / "signing.pub")  # given to clients once
 
-    with pair(old_keys, tmp_path / "old", shared, per_key=5) as old:
+    fingerprint = vc.VerifyKey.from_pem((shared / "signing.pub").read_bytes()).fingerprint
+    with pair(old_keys, tmp_path / "old", shared, per_key=5) as (old, old_url):
         old.enroll_embedding("alice", alice)
         old.enroll_embedding("bob", bob)
         assert old.verify_embedding("alice", near(rng, alice)).match is True
@@ -72,13 +85,20 @@ def test_rotation_moves_a_deployment_to_new_keys_while_it_keeps_serving(tmp_path
         ids = json.loads(rotated.stdout)
         assert ids["old_key_id"] == old.deployment().key_id != ids["key_id"]
         assert (new_keys / "public" / "signing.pub").read_bytes() == (shared / "signing.pub").read_bytes()
+        assert seen_serials(shared) == {fingerprint: 1} and ids["serial"] == 2
 
-        with pair(new_keys, tmp_path / "new", shared, per_key=5) as new:
+        with pair(new_keys, tmp_path / "new", shared, per_key=5) as (new, _):
             assert new.deployment().key_id == ids["key_id"]  # the same trust anchor accepts the new bundle
+            assert seen_serials(shared) == {fingerprint: 2}
             stale = verify_refusal(new, "alice", alice)
             assert stale.status == 422 and stale.problem_type.endswith("/reenrolment-required")
             assert "enrol the subject again" in stale.message
-            assert old.verify_embedding("bob", near(rng, bob)).match is True  # not yet moved: the old pair serves
+            # Not yet moved: the old pair serves, and a client that has seen serial 2 accepts its serial 1 (it
+            # has not expired).
+            with client(old_url, shared) as late:
+                assert late.deployment().key_id == ids["old_key_id"]
+                assert late.verify_embedding("bob", near(rng, bob)).match is True
+            assert seen_serials(shared) == {fingerprint: 2}
 
             new.enroll_embedding("alice", alice, replace=True)  # re-enrolment from the reference photo
             assert new.verify_embedding("alice", near(rng, alice)).match is True
@@ -92,7 +112,7 @@ def test_rotation_moves_a_deployment_to_new_keys_while_it_keeps_serving(tmp_path
             assert capped.status == 429 and "the key needs renewal" in capped.message
         # (the old pair stops when this block ends; the new one took the traffic)
 
-    with pair(new_keys, tmp_path / "new", shared, per_key=5) as new:
+    with pair(new_keys, tmp_path / "new", shared, per_key=5) as (new, _):
         assert verify_refusal(new, "bob", bob).problem_type.endswith("/reenrolment-required")
         new.enroll_embedding("bob", bob, replace=True)
         assert new.verify_embedding("bob", near(rng, bob)).match is True

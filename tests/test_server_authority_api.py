@@ -11,12 +11,22 @@ import numpy as np
 import pytest
 import server_fixtures as sf
 from server_fixtures import AUTHORITY_TOKEN, DIMENSION, MODEL_ID, InProcess, auth, in_process, unit
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 import veilface.crypto as vc
-from veilface.server.authority.ledger import audit_entries, audit_log, open_ledger_database, verify_chain
+from veilface.server.authority.ledger import (
+    Budgets,
+    DecisionLedger,
+    ReplayedProbeError,
+    audit_entries,
+    audit_log,
+    open_ledger_database,
+    signed_probes,
+    verify_chain,
+)
 from veilface.server.database import Database
 from veilface.server.keystore import read_public_description, read_verify_key
+from veilface.server.migrations import upgrade_schema
 from veilface.server.settings import token_id
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +49,11 @@ def ledger_at(data: Path) -> Database:
     return open_ledger_database(f"sqlite:///{data / 'authority.db'}")
 
 
-def headers(subject: str = "a" * 64, *, verify: bool = True, request_id: str | None = None) -> dict[str, str]:
+def headers(
+    subject: str = "a" * 64, *, verify: bool = True, request_id: str | None = None, probe: str | None = None
+) -> dict[str, str]:
+    """A decision request's headers; a verification's probe hash is fresh unless given (the authority signs
+    for a probe hash once)."""
     values = {
         **auth(AUTHORITY_TOKEN),
         "Content-Type": "application/octet-stream",
@@ -48,7 +62,7 @@ def headers(subject: str = "a" * 64, *, verify: bool = True, request_id: str | N
         "X-Token-Id": TOKEN_ID,
     }
     if verify:
-        values |= {"X-Client-Nonce": NONCE, "X-Probe-Sha256": "b" * 64}
+        values |= {"X-Client-Nonce": NONCE, "X-Probe-Sha256": probe or secrets.token_hex(32)}
     return values
 
 
@@ -87,12 +101,13 @@ async def test_signing_key_is_served_as_pem(services: InProcess, keys_dir: Path)
 async def test_decisions_are_signed_bits(services: InProcess, keys_dir: Path) -> None:
     verify_key = read_verify_key(keys_dir / "public" / "signing.pub")
     for matching in (True, False):
-        response = await decide(services, blinded_verify(keys_dir, matching))
+        probe = secrets.token_hex(32)
+        response = await decide(services, blinded_verify(keys_dir, matching), probe=probe)
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["purpose"] == "verify" and body["outcome"] == ("match" if matching else "no_match")
         record = vc.DecisionRecord.from_dict(body["record"])
-        vc.verify_decision(record, verify_key, client_nonce=NONCE, probe_sha256="b" * 64)
+        vc.verify_decision(record, verify_key, client_nonce=NONCE, probe_sha256=probe)
         assert record.match is matching and record.subject_ref == "a" * 64 and record.subject_id == ""
 
     enrolment = matcher_cipher(keys_dir).blind_norm(client_cipher(keys_dir).encrypt(unit(np.random.default_rng(2))))
@@ -105,6 +120,72 @@ async def test_replayed_request_ids_are_refused(services: InProcess, keys_dir: P
     assert (await decide(services, blinded_verify(keys_dir), request_id=request_id)).status_code == 200
     replay = await decide(services, blinded_verify(keys_dir), request_id=request_id)
     assert replay.status_code == 409 and problem_slug(replay) == "replayed-request"
+
+
+async def test_a_probe_hash_is_signed_for_once_per_key(keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path) -> None:
+    """What a faulty matcher would send twice: the same probe hash under fresh request ids and nonces. The
+    first gets a signed record, the second 409 replayed-probe, audited as a refusal that spends no budget.
+    A decision that is not signed (an unnormalised probe, a budget refusal) does not spend the hash."""
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path, authority={"budget_per_subject": 1}) as s:
+        probe = secrets.token_hex(32)
+        unnormalised = matcher_cipher(keys_dir).compare(
+            client_cipher(keys_dir).encrypt(unit(np.random.default_rng(4))),
+            sf.unnormalised_plain(client_cipher(keys_dir), 1.2 * unit(np.random.default_rng(5))),
+            sf.THRESHOLD,
+        )
+        refused = await decide(s, unnormalised, probe=probe, subject="e" * 64)
+        assert refused.status_code == 200 and refused.json()["outcome"] == "not_normalised"
+        assert (await decide(s, blinded_verify(keys_dir), probe=probe, subject="d" * 64)).status_code == 200
+        spent = await decide(s, blinded_verify(keys_dir), probe=probe, subject="f" * 64)
+        assert spent.status_code == 409 and problem_slug(spent) == "replayed-probe"
+        assert spent.json()["detail"] == "a decision was signed for this probe before"
+        # The subject's budget of 1 is spent: refused there, the hash stays unspent and is signed elsewhere.
+        other = secrets.token_hex(32)
+        assert (await decide(s, blinded_verify(keys_dir), probe=other, subject="d" * 64)).status_code == 429
+        assert (await decide(s, blinded_verify(keys_dir), probe=other, subject="f" * 64)).status_code == 200
+        text = (await s.authority.get("/metrics", headers=auth(AUTHORITY_TOKEN))).text
+        ledger = ledger_at(s.authority_data)
+        outcomes = [(entry.outcome, entry.granted) for entry in audit_entries(ledger)]
+        assert verify_chain(ledger).first_bad_seq is None
+        ledger.dispose()
+    assert outcomes == [
+        ("not_normalised", True),
+        ("match", True),
+        ("refused-replayed-probe", False),
+        ("refused-subject", False),
+        ("match", True),
+    ]
+    assert 'veilface_decisions_total{outcome="refused-replayed-probe",purpose="verify"} 1.0' in text
+
+
+def test_the_ledger_keeps_signed_probe_hashes_per_key(tmp_path: Path) -> None:
+    """The same hash under another key is another probe (a renewal's two authorities may share a database)."""
+    budgets = Budgets(
+        per_subject=10, subject_window_s=60, per_token=10, token_window_s=60, global_per_minute=10, per_key=10
+    )
+    ledger = DecisionLedger(open_ledger_database(f"sqlite:///{tmp_path / 'authority.db'}"), budgets)
+    upgrade_schema(ledger.database)
+    probe = secrets.token_hex(32)
+
+    def record(key_id: str) -> None:
+        ledger.record(
+            request_id=secrets.token_hex(16),
+            key_id=key_id,
+            token_id=TOKEN_ID,
+            subject_ref=secrets.token_hex(32),
+            purpose=vc.Purpose.VERIFY,
+            outcome=vc.Outcome.MATCH,
+            signed_probe=probe,
+        )
+
+    record("1" * 32)
+    record("2" * 32)
+    with pytest.raises(ReplayedProbeError):
+        record("1" * 32)
+    with ledger.database.transaction() as conn:
+        rows = conn.execute(select(signed_probes)).all()
+    assert sorted(rows) == [("1" * 32, bytes.fromhex(probe)), ("2" * 32, bytes.fromhex(probe))]
+    ledger.database.dispose()
 
 
 @pytest.mark.parametrize(

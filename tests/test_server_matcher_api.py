@@ -19,7 +19,9 @@ from server_fixtures import (
     VERIFY_TOKEN,
     InProcess,
     auth,
+    authority_settings,
     in_process,
+    lifespan,
     near,
     octets,
     unit,
@@ -28,8 +30,11 @@ from server_fixtures import (
 
 import veilface.crypto as vc
 from veilface.protocol import headers
+from veilface.server.authority.ledger import DecisionLedger, audit_entries, open_ledger_database
 from veilface.server.keystore import read_verify_key
 from veilface.server.matcher.authority_client import AuthorityClient
+from veilface.server.matcher.store import TemplateStore
+from veilface.server.standin import plaintext_authority_app
 
 pytestmark = pytest.mark.anyio
 
@@ -90,6 +95,10 @@ async def test_every_other_endpoint_needs_a_valid_token(
         (ENROLL_TOKEN, "POST", "/v1/subjects/alice/verify", {}),
         (ENROLL_TOKEN, "DELETE", "/v1/subjects/alice", {}),
         (VERIFY_TOKEN, "DELETE", "/v1/subjects/alice", {}),
+        (ENROLL_TOKEN, "GET", "/v1/subjects/alice", {}),
+        (VERIFY_TOKEN, "GET", "/v1/subjects/alice", {}),
+        (ENROLL_TOKEN, "GET", "/metrics", {}),
+        (VERIFY_TOKEN, "GET", "/metrics", {}),
     ],
 )
 async def test_scopes_are_enforced(
@@ -115,7 +124,10 @@ async def test_enrol_read_replace_delete(services: InProcess) -> None:
     assert created.status_code == 201, created.text
     meta = created.json()
     assert meta["subject_id"] == "alice@example.org" and meta["model_id"] == MODEL_ID
-    read = await services.matcher.get("/v1/subjects/alice@example.org", headers=auth(VERIFY_TOKEN))
+    # Whether someone is enrolled, and since when, is the admin's to read.
+    for token in (ENROLL_TOKEN, VERIFY_TOKEN):
+        problem(await services.matcher.get("/v1/subjects/alice@example.org", headers=auth(token)), 403, "forbidden")
+    read = await services.matcher.get("/v1/subjects/alice@example.org", headers=auth())
     assert read.json() == meta and "template" not in read.text
     problem(await enrol(services, "alice@example.org", unit(rng)), 409, "subject-exists")
 
@@ -275,7 +287,8 @@ async def test_metrics_count_requests_and_decisions_without_identifiers(services
     face = unit(rng)
     assert (await enrol(services, "karl-secret-name", face)).status_code == 201
     assert (await verify(services, "karl-secret-name", services.client_cipher.encrypt(face))).status_code == 200
-    text = (await services.matcher.get("/metrics", headers=auth(VERIFY_TOKEN))).text
+    problem(await services.matcher.get("/metrics", headers=auth(VERIFY_TOKEN)), 403, "forbidden")
+    text = (await services.matcher.get("/metrics", headers=auth())).text
     assert 'veilface_decisions_total{outcome="match",purpose="verify"} 1.0' in text
     assert 'route="/v1/subjects/{subject_id}/verify"' in text
     assert "karl-secret-name" not in text and ADMIN_TOKEN not in text
@@ -342,6 +355,7 @@ async def test_a_hanging_authority_is_cut_off_within_two_seconds(
     ("status", "body", "expected_status", "slug"),
     [
         (409, {"type": "tag:veilface,2025:problems/replayed-request"}, 409, "replayed-request"),
+        (409, {"type": "tag:veilface,2025:problems/replayed-probe"}, 409, "replayed-probe"),
         (429, {"detail": "the key decision budget is exhausted"}, 429, "budget-exhausted"),
         (401, {}, 503, "authority-unavailable"),
         (500, {}, 503, "authority-unavailable"),
@@ -407,3 +421,106 @@ async def test_a_forged_decision_is_not_relayed(keys_dir: Path, matcher_keys_dir
         rng = np.random.default_rng(13)
         assert (await enrol(s, "oscar", unit(rng))).status_code == 201
         problem(await verify(s, "oscar", s.client_cipher.encrypt(unit(rng))), 502, "authority-bad-answer")
+
+
+# -- replays: a probe's bytes get one signed decision (docs/design.md §2.6) -------------------------------------
+
+
+async def test_a_probe_is_answered_once_whatever_the_nonce_or_subject(services: InProcess) -> None:
+    rng = np.random.default_rng(20)
+    face = unit(rng)
+    for subject in ("pia", "quinn"):
+        assert (await enrol(services, subject, face)).status_code == 201
+    genuine = near(rng, face)
+    probe = services.client_cipher.encrypt(genuine)
+    assert (await verify(services, "pia", probe)).json()["match"] is True
+    again = octets(**{"X-Client-Nonce": "another-nonce-0123456789"})
+    for subject in ("pia", "quinn"):
+        response = await services.matcher.post(f"/v1/subjects/{subject}/verify", content=probe, headers=again)
+        detail = problem(response, 409, "replayed-probe")["detail"]
+        assert detail == "this probe was answered before; encrypt the embedding again for each verification"
+    # The stand-in's encryption is random too: the same embedding encrypted again is another probe.
+    fresh = services.client_cipher.encrypt(genuine)
+    assert fresh != probe and (await verify(services, "pia", fresh)).json()["match"] is True
+    # A refused probe got no signed decision, so it is not spent: refused again for what it is.
+    assert isinstance(services.client_cipher, vc.PlaintextClientCipher)
+    unnormalised = unnormalised_plain(services.client_cipher, 1.2 * genuine)
+    for _ in range(2):
+        problem(await verify(services, "pia", unnormalised), 422, "probe-not-normalised")
+
+
+class FlakyAuthority(httpx.AsyncBaseTransport):
+    """The authority, unreachable for the next ``failures`` decisions."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.failures = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failures and request.url.path == "/v1/decisions":
+            self.failures -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_probe_refused_for_an_outage_or_a_budget_can_be_sent_again(
+    keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path
+) -> None:
+    """A probe is spent only by a signed decision: after a 503 or a 429 the same bytes are answered."""
+    authority = plaintext_authority_app(authority_settings(keys_dir, tmp_path / "authority", budget_per_subject=2))
+    async with lifespan(authority):
+        flaky = FlakyAuthority(httpx.ASGITransport(app=authority))
+        async with in_process(keys_dir, matcher_keys_dir, tmp_path / "services", authority_transport=flaky) as s:
+            rng = np.random.default_rng(21)
+            face = unit(rng)
+            for subject in ("rita", "sam"):
+                assert (await enrol(s, subject, face)).status_code == 201  # 1 of 2 decisions for each
+            probe = s.client_cipher.encrypt(near(rng, face))
+            flaky.failures = 1
+            problem(await verify(s, "rita", probe), 503, "authority-unavailable")
+            assert (await verify(s, "rita", probe)).json()["match"] is True  # 2 of 2 for rita
+            other = s.client_cipher.encrypt(near(rng, face))
+            problem(await verify(s, "rita", other), 429, "budget-exhausted")
+            assert (await verify(s, "sam", other)).json()["match"] is True
+
+
+@pytest.mark.parametrize("guard", ["both", "authority", "matcher"])
+async def test_identical_probes_at_once_get_exactly_one_signed_decision(
+    keys_dir: Path, matcher_keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, guard: str
+) -> None:
+    """Eight copies of one probe at once: one answer 200 with a signed record, seven 409 replayed-probe.
+
+    ``authority``: every copy passes the matcher's check (as copies racing past it do), the authority signs
+    once. ``matcher``: the same, with an authority that signs every copy (a faulty one): the matcher relays
+    only the first decision it records. ``both``: nothing patched.
+    """
+    if guard in ("authority", "matcher"):
+        monkeypatch.setattr(TemplateStore, "probe_consumed", lambda self, key_id, probe_sha256: False)
+    if guard == "matcher":
+        record = DecisionLedger.record
+
+        def forgetful(self: DecisionLedger, **fields: Any) -> Any:
+            return record(self, **{**fields, "signed_probe": None})
+
+        monkeypatch.setattr(DecisionLedger, "record", forgetful)
+    async with in_process(keys_dir, matcher_keys_dir, tmp_path) as s:
+        rng = np.random.default_rng(22)
+        face = unit(rng)
+        assert (await enrol(s, "tara", face)).status_code == 201
+        probe = s.client_cipher.encrypt(near(rng, face))
+        answers = await asyncio.gather(*(verify(s, "tara", probe) for _ in range(8)))
+        ledger = open_ledger_database(f"sqlite:///{s.authority_data / 'authority.db'}")
+        outcomes = sorted(entry.outcome for entry in audit_entries(ledger) if entry.purpose == "verify")
+        ledger.dispose()
+    assert sorted(answer.status_code for answer in answers) == [200] + [409] * 7
+    for answer in answers:
+        if answer.status_code == 409:
+            problem(answer, 409, "replayed-probe")
+    assert answers[[a.status_code for a in answers].index(200)].json()["match"] is True
+    signed = outcomes.count("match")
+    if guard == "authority":
+        assert (signed, outcomes.count("refused-replayed-probe")) == (1, 7)
+    elif guard == "matcher":
+        assert signed == 8  # the faulty authority signed every copy; one reached a client
+    else:
+        assert signed == 1

@@ -42,7 +42,11 @@ from veilface.server.migrations import (
     version_table,
 )
 
-HEAD = "0001"
+HEAD = "0002"
+# Every revision, oldest first: what an empty database or one made by veilface 0.1 is taken through.
+REVISIONS = ["0001", "0002"]
+# The tables revisions after 0001 add (0.1 had none of them).
+ADDED_TABLES = {"matcher": {"vf_consumed_probes"}, "authority": {"vf_signed_probes"}}
 # What veilface 0.1's Database.create_schema() executed (recorded from it): create_all's DDL, then the schema
 # version row. The DDL of SQLite and PostgreSQL differs in two places, {blob} and {serial}.
 RELEASE_0_1 = {
@@ -149,7 +153,7 @@ def test_a_matcher_database_from_release_0_1_is_adopted_with_its_templates(datab
 
     store = TemplateStore(open_template_database(database_url))
     assert schema_status(store.database).current is None
-    assert upgrade_schema(store.database) == [HEAD]
+    assert upgrade_schema(store.database) == REVISIONS
     assert schema_status(store.database).current == HEAD
     kept = store.get("alice")
     assert kept is not None and kept.meta == alice and kept.template == b"A" * 4096
@@ -166,7 +170,7 @@ def test_an_authority_database_from_release_0_1_is_adopted_with_its_chain(databa
     old.database.dispose()
 
     ledger = DecisionLedger(open_ledger_database(database_url), BUDGETS)
-    assert upgrade_schema(ledger.database) == [HEAD]
+    assert upgrade_schema(ledger.database) == REVISIONS
     assert verify_chain(ledger.database) == ChainCheck(3, None)
     record(ledger, "d")
     assert verify_chain(ledger.database) == ChainCheck(4, None)
@@ -177,7 +181,8 @@ def test_an_authority_database_from_release_0_1_is_adopted_with_its_chain(databa
 
 @pytest.mark.parametrize("service", ["matcher", "authority"])
 def test_adopted_and_fresh_databases_have_one_schema_and_that_of_the_code(service: str, database_url: str) -> None:
-    """Revision 0001 builds what 0.1 built; the head builds exactly the tables the code declares."""
+    """Revision 0001 builds what 0.1 built, later ones only add tables; the head builds exactly the tables the
+    code declares."""
     make_release_0_1(service, database_url)
     release_0_1 = schema(database_url)
     database = open_database(service, database_url)
@@ -188,11 +193,12 @@ def test_adopted_and_fresh_databases_have_one_schema_and_that_of_the_code(servic
 
     database = open_database(service, database_url)
     assert schema_status(database).current is None
-    assert upgrade_schema(database) == [HEAD]
+    assert upgrade_schema(database) == REVISIONS
     assert schema_status(database).current == HEAD
     fresh = schema(database_url)
     assert fresh == adopted
-    assert {table: facts for table, facts in fresh.items() if table != version_table(database)} == release_0_1
+    later = {version_table(database), *ADDED_TABLES[service]}
+    assert {table: facts for table, facts in fresh.items() if table not in later} == release_0_1
     with database.transaction() as conn:
         context = MigrationContext.configure(conn, opts={"include_object": declared_tables_only})
         assert compare_metadata(context, database.metadata) == []
@@ -249,8 +255,39 @@ def test_a_downgrade_to_base_drops_the_tables_and_an_upgrade_makes_them_again(da
     with database.migration_lock() as conn:
         command.downgrade(alembic_config(database, conn), "base")
     assert tables(database_url) == {version_table(database)}
-    assert upgrade_schema(database) == [HEAD]
+    assert upgrade_schema(database) == REVISIONS
     database.dispose()
+
+
+def test_revision_0002_adds_the_probe_tables_and_its_downgrade_drops_only_them(database_url: str) -> None:
+    """A database at 0001 with a template and audit rows: 0002 adds the consumed and signed probe tables and
+    keeps every row; going back to 0001 drops just those tables."""
+    stores = {service: open_database(service, database_url) for service in ("matcher", "authority")}
+    for database in stores.values():
+        with database.migration_lock() as conn:
+            command.upgrade(alembic_config(database, conn), "0001")
+    store = TemplateStore(stores["matcher"])
+    store.put("alice", key_id="k" * 32, model_id="m1", template=b"A" * 64, replace=False)
+    ledger = DecisionLedger(stores["authority"], BUDGETS)
+    record(ledger, "a")
+    before = tables(database_url)
+    assert not before & {*ADDED_TABLES["matcher"], *ADDED_TABLES["authority"]}
+
+    for database in stores.values():
+        assert upgrade_schema(database) == ["0002"]
+    assert tables(database_url) == before | ADDED_TABLES["matcher"] | ADDED_TABLES["authority"]
+    assert store.consume_probe("k" * 32, "ab" * 32) and store.probe_consumed("k" * 32, "ab" * 32)
+    assert (kept := store.get("alice")) is not None and kept.template == b"A" * 64
+    assert verify_chain(ledger.database) == ChainCheck(1, None)
+
+    for database in stores.values():
+        with database.migration_lock() as conn:
+            command.downgrade(alembic_config(database, conn), "0001")
+        assert schema_status(database).current == "0001"
+    assert tables(database_url) == before
+    assert store.get("alice") is not None and verify_chain(ledger.database) == ChainCheck(1, None)
+    for database in stores.values():
+        database.dispose()
 
 
 # A process that opens the database, says so, upgrades it and prints the revisions it applied.
@@ -282,7 +319,7 @@ def test_concurrent_upgrades_in_two_processes_both_succeed_and_apply_once(servic
         assert [child.poll() for child in children] == [None, None], "an upgrade ran while the lock was held"
     outcomes = [child.communicate(timeout=120) for child in children]
     assert [child.returncode for child in children] == [0, 0]
-    assert sorted(json.loads(stdout) for stdout, _ in outcomes) == [[], [HEAD]]
+    assert sorted(json.loads(stdout) for stdout, _ in outcomes) == [[], REVISIONS]
     assert schema_status(database).current == HEAD
     database.dispose()
 
@@ -363,7 +400,7 @@ def test_veilface_db_upgrade_and_current(tmp_path: Path, monkeypatch: pytest.Mon
     url = f"sqlite:///{tmp_path / 'elsewhere' / 'authority.db'}"
     monkeypatch.setenv("VEILFACE_AUTHORITY_DATABASE_URL", url)  # as the service would read it
     fresh = runner.invoke(db_app, ["upgrade", "--service", "authority", "--json"])
-    assert fresh.exit_code == 0 and json.loads(fresh.stdout)["applied"] == [HEAD]
+    assert fresh.exit_code == 0 and json.loads(fresh.stdout)["applied"] == REVISIONS
     assert schema_status(open_ledger_database(url)).up_to_date
 
 

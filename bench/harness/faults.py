@@ -8,6 +8,7 @@ services themselves is ``Deployment.matcher`` / ``.authority`` (``veilface.serve
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import secrets
@@ -19,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "Send",
     "TemplatePool",
     "Traffic",
+    "Work",
     "json_field",
     "problem_slug",
     "rebind",
@@ -57,23 +59,32 @@ def unit(vector: np.ndarray) -> np.ndarray:
 
 @dataclass
 class TemplatePool:
-    """A few real CKKS templates with a genuine probe each, encrypted once and reused (encryption is the
-    slow part); each subject still gets its own id."""
+    """A few real CKKS templates, encrypted once and reused (each subject still gets its own id), and a
+    genuine probe embedding for each, encrypted afresh for every verification (:meth:`genuine_probe`): the
+    matcher answers a probe's bytes once. ``genuine`` holds one encryption of each, as seeds for fuzzing."""
 
+    cipher: vc.ClientCipher
     templates: list[bytes]
+    genuine_embeddings: list[np.ndarray]
     genuine: list[bytes]
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the cipher, shared by client threads
 
-    def impostor(self, index: int) -> bytes:
-        return self.genuine[(index + 1) % len(self.genuine)]
+    def genuine_probe(self, index: int) -> bytes:
+        with self.lock:
+            return self.cipher.encrypt(self.genuine_embeddings[index])
+
+    def impostor_probe(self, index: int) -> bytes:
+        """A fresh probe of the next template's face: an impostor for template ``index``."""
+        return self.genuine_probe((index + 1) % len(self.genuine_embeddings))
 
 
 def template_pool(cipher: vc.ClientCipher, size: int, rng: np.random.Generator) -> TemplatePool:
-    templates, genuine = [], []
+    templates, embeddings = [], []
     for _ in range(size):
         vector = unit(rng.normal(size=cipher.dimension))
         templates.append(cipher.encrypt(vector))
-        genuine.append(cipher.encrypt(vector + GENUINE_NOISE * rng.normal(size=cipher.dimension)))
-    return TemplatePool(templates, genuine)
+        embeddings.append(vector + GENUINE_NOISE * rng.normal(size=cipher.dimension))
+    return TemplatePool(cipher, templates, embeddings, [cipher.encrypt(vector) for vector in embeddings])
 
 
 def rebind(port: int) -> bool:
@@ -180,25 +191,32 @@ def json_field(response: httpx.Response, name: str) -> Any:
     return body.get(name) if isinstance(body, dict) else None
 
 
-def verifications(work: list[tuple[str, bytes, bool]]) -> Send:
-    """Verify (subject, probe, expected bit) in turn; a 200 counts as ok only with the expected bit."""
+#: Verifications to send: (subject, a fresh probe on each call, the expected bit).
+Work = list[tuple[str, Callable[[], bytes], bool]]
+
+
+def verifications(work: Work) -> Send:
+    """Verify (subject, fresh probe, expected bit) in turn; a 200 counts as ok only with the expected bit."""
 
     def send(http: httpx.Client, number: int) -> tuple[httpx.Response, bool]:
         subject, probe, expected = work[number % len(work)]
         headers = {**OCTETS, wire.CLIENT_NONCE: secrets.token_urlsafe(24)}
-        response = http.post(f"/v1/subjects/{subject}/verify", content=probe, headers=headers)
+        response = http.post(f"/v1/subjects/{subject}/verify", content=probe(), headers=headers)
         return response, response.status_code == 200 and json_field(response, "match") is expected
 
     return send
 
 
-def verification_work(dep: Deployment, pool: TemplatePool, prefix: str) -> list[tuple[str, bytes, bool]]:
-    """Enrol one subject per pool template; genuine and impostor probes for each."""
+def verification_work(dep: Deployment, pool: TemplatePool, prefix: str) -> Work:
+    """Enrol one subject per pool template; genuine and impostor probes for each, encrypted afresh per call."""
     subjects = {f"{prefix}-{i}": template for i, template in enumerate(pool.templates)}
     dep.enrol(subjects)
-    work = []
+    work: Work = []
     for index, subject in enumerate(subjects):
-        work += [(subject, pool.genuine[index], True), (subject, pool.impostor(index), False)]
+        work += [
+            (subject, functools.partial(pool.genuine_probe, index), True),
+            (subject, functools.partial(pool.impostor_probe, index), False),
+        ]
     return work
 
 

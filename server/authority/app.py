@@ -15,6 +15,7 @@ from veilface.server.authority.deps import matcher_only
 from veilface.server.authority.engine import AuthorityEngine
 from veilface.server.authority.ledger import Budgets, DecisionLedger, open_ledger_database
 from veilface.server.authority.state import AuthorityState
+from veilface.server.files import private_directory
 from veilface.server.keystore import load_authority_keys
 from veilface.server.metrics import Metrics, assemble_app
 from veilface.server.migrations import prepare_schema
@@ -42,7 +43,7 @@ def create_authority_app(settings: AuthoritySettings, *, engine: AuthorityEngine
         engine = AuthorityEngine.in_processes(keys.secret, workers=settings.authority_workers)
     if engine.key_id != keys.secret.key_id:
         raise ConfigurationError("the authority's cipher does not match its secret bundle")
-    settings.authority_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(settings.authority_data_dir)
     ledger = DecisionLedger(open_ledger_database(settings.database_url), budgets_from(settings))
     prepare_schema(ledger.database, auto_migrate=settings.auto_migrate, data_dir=settings.database_dir)
     metrics = Metrics()

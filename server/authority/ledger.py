@@ -4,7 +4,9 @@ Each decision (granted or refused) appends one row: sequence number, time, reque
 token id, pseudonymous subject reference, purpose and outcome, no value of any ciphertext. A row's hash
 covers its fields and the previous row's hash, so altering, deleting or reordering any row breaks every
 later hash (:func:`verify_chain` finds the first). Budgets are counted from the granted rows themselves,
-inside the same serialised transaction that appends, so concurrent requests cannot overspend.
+inside the same serialised transaction that appends, so concurrent requests cannot overspend. The same
+transaction records the hash of each probe a decision is signed for (``vf_signed_probes``) and refuses a
+probe hash signed for before under the same key, so two identical probes never both get a signature.
 ``veilface audit verify`` can open the database with :func:`open_ledger_database` and call :func:`verify_chain`.
 """
 
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Index,
+    LargeBinary,
     MetaData,
     Select,
     String,
@@ -69,6 +72,17 @@ key_usage = Table(
     Column("decisions", BigInteger, nullable=False),
 )
 
+# The probe hashes (32 bytes, not hex) the authority signed a decision for, per key. A row is added only with
+# a granted decision under that key, which VEILFACE_BUDGET_PER_KEY caps, so the cap bounds the rows per key_id
+# (~80 MB on SQLite at 1,000,000: server/README.md, "Storage"); WITHOUT ROWID on SQLite, as the matcher's.
+signed_probes = Table(
+    "vf_signed_probes",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("probe_sha256", LargeBinary(32), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
 
 def open_ledger_database(url: str) -> Database:
     return Database(url, metadata, name="authority")
@@ -113,11 +127,22 @@ class ReplayError(Exception):
     """The request id was used before."""
 
 
+class ReplayedProbeError(Exception):
+    """A decision was signed before for this probe hash under this key."""
+
+
 class BudgetExhaustedError(Exception):
     def __init__(self, budget: str, retry_after_s: int | None) -> None:
         super().__init__(budget)
         self.budget = budget
         self.retry_after_s = retry_after_s
+
+
+def refused_outcome(refusal: ReplayedProbeError | BudgetExhaustedError) -> str:
+    """The audit row's (and the decision metric's) outcome for a refusal."""
+    if isinstance(refusal, ReplayedProbeError):
+        return "refused-replayed-probe"
+    return f"refused-{refusal.budget}"
 
 
 @dataclass(frozen=True)
@@ -142,6 +167,10 @@ _SUBJECT_USE = _granted_since(audit_log.c.subject_ref == bindparam("subject_ref"
 _TOKEN_USE = _granted_since(audit_log.c.token_id == bindparam("token_id"))
 _GLOBAL_USE = _granted_since()
 _KEY_USE = select(key_usage.c.decisions).where(key_usage.c.key_id == bindparam("key_id"))
+_PROBE_SIGNED = select(signed_probes.c.key_id).where(
+    signed_probes.c.key_id == bindparam("key_id"), signed_probes.c.probe_sha256 == bindparam("probe_sha256")
+)
+_SIGN_PROBE = signed_probes.insert()
 _LAST = select(audit_log.c.seq, audit_log.c.row_hash).order_by(audit_log.c.seq.desc()).limit(1)
 _APPEND = audit_log.insert()
 
@@ -158,14 +187,31 @@ class DecisionLedger:
         )
 
     def record(
-        self, *, request_id: str, key_id: str, token_id: str, subject_ref: str, purpose: Purpose, outcome: Outcome
+        self,
+        *,
+        request_id: str,
+        key_id: str,
+        token_id: str,
+        subject_ref: str,
+        purpose: Purpose,
+        outcome: Outcome,
+        signed_probe: str | None = None,
     ) -> AuditEntry:
-        """Append the decision if every budget allows it, else append a refusal and raise; one transaction."""
+        """Append the decision if every budget allows it, else append a refusal and raise; one transaction.
+
+        ``signed_probe``: the SHA-256 (hex) of the probe the decision will be signed for. A probe hash signed
+        for before under ``key_id`` is refused (a refusal row, then ReplayedProbeError); a granted one is kept.
+        """
+        probe = {"key_id": key_id, "probe_sha256": bytes.fromhex(signed_probe)} if signed_probe else None
         with self.database.transaction(exclusive=True) as conn:
             if conn.execute(_SEEN, {"request_id": request_id}).first() is not None:
                 raise ReplayError(request_id)
             at_ms = now_ms()
-            refusal = self._exhausted(conn, at_ms, key_id=key_id, token_id=token_id, subject_ref=subject_ref)
+            refusal: ReplayedProbeError | BudgetExhaustedError | None = None
+            if probe is not None and conn.execute(_PROBE_SIGNED, probe).first() is not None:
+                refusal = ReplayedProbeError()
+            else:
+                refusal = self._exhausted(conn, at_ms, key_id=key_id, token_id=token_id, subject_ref=subject_ref)
             last = conn.execute(_LAST).first()
             seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
             unhashed = AuditEntry(
@@ -176,7 +222,7 @@ class DecisionLedger:
                 token_id=token_id,
                 subject_ref=subject_ref,
                 purpose=purpose.value,
-                outcome=outcome.value if refusal is None else f"refused-{refusal.budget}",
+                outcome=outcome.value if refusal is None else refused_outcome(refusal),
                 granted=refusal is None,
                 prev_hash=prev_hash,
                 row_hash="",
@@ -185,6 +231,8 @@ class DecisionLedger:
             conn.execute(_APPEND, asdict(entry))
             if refusal is None:
                 conn.execute(self._count_key_use, {"key_id": key_id})
+                if probe is not None:
+                    conn.execute(_SIGN_PROBE, probe)
         if refusal is not None:
             raise refusal
         return entry

@@ -1,4 +1,8 @@
-"""One decision per blinded result: decrypt, check budgets and replay, audit, sign.
+"""One decision per blinded result: decrypt, check replays and budgets, audit, sign.
+
+A verification's probe hash and nonce are the matcher's claims, signed as sent: refusing a probe hash signed
+for before guards against a faulty matcher that sends the same probe twice, not a dishonest one, which can
+claim any hash (docs/design.md §2.6).
 
 The wire format (headers, answer) is ``veilface.protocol``'s :class:`DecisionRequest` and :class:`DecisionAnswer`.
 """
@@ -15,7 +19,7 @@ from fastapi import APIRouter, Header, Request
 from veilface.crypto import Outcome, Purpose, sign_decision
 from veilface.protocol import DecisionAnswer, ProblemType, headers, paths
 from veilface.server.authority.deps import MatcherOnly, State
-from veilface.server.authority.ledger import BudgetExhaustedError, ReplayError
+from veilface.server.authority.ledger import BudgetExhaustedError, ReplayedProbeError, ReplayError, refused_outcome
 from veilface.server.bodies import BINARY_BODY, read_ciphertext_body
 from veilface.server.problems import Problem, invalid_request, problem_responses
 
@@ -55,6 +59,7 @@ async def decide(
     if purpose is Purpose.VERIFY:
         client_nonce = _header(client_nonce, headers.CLIENT_NONCE)
         probe_sha256 = _header(probe_sha256, headers.PROBE_SHA256)
+    signs = purpose is Purpose.VERIFY and outcome in (Outcome.MATCH, Outcome.NO_MATCH)
 
     def record() -> None:
         state.ledger.record(
@@ -64,6 +69,7 @@ async def decide(
             subject_ref=subject_ref,
             purpose=purpose,
             outcome=outcome,
+            signed_probe=probe_sha256 if signs else None,
         )
 
     try:
@@ -71,8 +77,12 @@ async def decide(
             await anyio.to_thread.run_sync(record)
     except ReplayError:
         raise Problem(ProblemType.REPLAYED_REQUEST, "this request id was used before") from None
+    except ReplayedProbeError as exc:
+        state.metrics.decisions.labels(purpose.value, refused_outcome(exc)).inc()
+        log.warning("probe replayed", extra={"token_id": token_id})
+        raise Problem(ProblemType.REPLAYED_PROBE, "a decision was signed for this probe before") from None
     except BudgetExhaustedError as exc:
-        state.metrics.decisions.labels(purpose.value, f"refused-{exc.budget}").inc()
+        state.metrics.decisions.labels(purpose.value, refused_outcome(exc)).inc()
         log.warning("budget exhausted", extra={"budget": exc.budget, "token_id": token_id})
         retry = {headers.RETRY_AFTER: str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
         renew = "; the key needs renewal" if exc.budget == "key" else ""
@@ -82,7 +92,7 @@ async def decide(
     state.metrics.decisions.labels(purpose.value, outcome.value).inc()
     log.info("decision", extra={"purpose": purpose.value, "outcome": outcome.value, "token_id": token_id})
     signed = None
-    if purpose is Purpose.VERIFY and outcome in (Outcome.MATCH, Outcome.NO_MATCH):
+    if signs:
         assert client_nonce is not None and probe_sha256 is not None
         signed = sign_decision(
             state.signing_key,

@@ -13,10 +13,11 @@ from fastapi import Depends, FastAPI
 from veilface.crypto import CkksClientCipher, ConfigurationError
 from veilface.protocol import PublicKeysAnswer
 from veilface.server.auth import OperatorAuth
+from veilface.server.files import private_directory
 from veilface.server.keystore import load_matcher_keys
 from veilface.server.matcher import routes_health, routes_keys, routes_subjects
 from veilface.server.matcher.authority_client import AuthorityClient
-from veilface.server.matcher.deps import authenticated
+from veilface.server.matcher.deps import admin_only
 from veilface.server.matcher.engine import MatcherEngine
 from veilface.server.matcher.pseudonym import Pseudonymiser, load_or_create_key
 from veilface.server.matcher.state import MatcherState
@@ -60,7 +61,7 @@ def create_matcher_app(
     threshold = settings.threshold_for(description.model_id)
     auth = OperatorAuth(settings.operators())
     metrics = Metrics()
-    settings.matcher_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(settings.matcher_data_dir)
     pseudonyms = Pseudonymiser(load_or_create_key(settings.pseudonym_key_path))
     store = TemplateStore(open_template_database(settings.database_url))
     prepare_schema(store.database, auto_migrate=settings.auto_migrate, data_dir=settings.database_dir)
@@ -115,6 +116,6 @@ def create_matcher_app(
         lifespan,
         routers,
         metrics=metrics,
-        guard=Depends(authenticated),
+        guard=Depends(admin_only),  # /metrics: request counts and timings are the admin's
         logger=log,
     )

@@ -2,7 +2,7 @@
 
 Every call finishes within ``VEILFACE_AUTHORITY_TIMEOUT`` (1.8 s by default: with the matcher's own work, a
 503 for an authority that hangs comes within 2 s) however the authority behaves: unreachable or slow becomes
-503, a budget refusal 429 and a replayed request id 409 (relayed), anything else unexpected 502. The deadline
+503, a budget refusal 429, a replayed request id or probe 409 (relayed), anything else unexpected 502. The deadline
 is per call, not per request: under overload a request that queued for a worker still gives the authority
 its full time, rather than turning slowness into errors. Records are checked
 against the authority's key before they reach a client.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from veilface.protocol import PROBLEM_BASE, DecisionAnswer, DecisionRequest, Pro
 from veilface.server.problems import Problem, retry_later
 
 log = logging.getLogger("veilface.matcher.authority")
+#: Seconds the matcher keeps the authority's readiness: ``/readyz`` needs no token, and each check costs the
+#: authority two requests, so any number of probes costs it at most two per this many seconds.
+READY_CACHE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,12 @@ class AuthorityDecision:
 
 def _unavailable(detail: str) -> Problem:
     return retry_later(ProblemType.AUTHORITY_UNAVAILABLE, detail)
+
+
+def replayed_probe() -> Problem:
+    return Problem(
+        ProblemType.REPLAYED_PROBE, "this probe was answered before; encrypt the embedding again for each verification"
+    )
 
 
 def _bad_answer(detail: str) -> Problem:
@@ -63,6 +73,8 @@ class AuthorityClient:
             transport=transport,
             verify=verify,
         )
+        self._readiness: tuple[float, bool] | None = None  # (monotonic time checked, ready)
+        self._readiness_lock = anyio.Lock()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -70,7 +82,17 @@ class AuthorityClient:
     async def ready(self) -> bool:
         """Reachable, ready itself (its database of budgets and audit rows, without which it decides nothing),
         accepting our token, holding the signing key our clients trust and our CKKS key (during a key renewal, a
-        matcher on the new keys pointed at an authority on the old ones is not ready)."""
+        matcher on the new keys pointed at an authority on the old ones is not ready).
+
+        The answer is reused for :data:`READY_CACHE_S`; callers arriving during a check wait for its answer."""
+        async with self._readiness_lock:
+            if self._readiness is not None and time.monotonic() - self._readiness[0] < READY_CACHE_S:
+                return self._readiness[1]
+            ready = await self._check_ready()
+            self._readiness = (time.monotonic(), ready)
+            return ready
+
+    async def _check_ready(self) -> bool:
         try:
             with anyio.fail_after(self._timeout):
                 own = await self._client.get(paths.READYZ)
@@ -156,6 +178,8 @@ class AuthorityClient:
                 detail or "the authority's budget is exhausted",
                 headers={headers.RETRY_AFTER: retry_after} if retry_after else None,
             )
+        if status == 409 and slug == ProblemType.REPLAYED_PROBE.slug:
+            return replayed_probe()
         if status == 409:
             return Problem(ProblemType.REPLAYED_REQUEST, "the authority has seen this request id")
         if status in (401, 403):

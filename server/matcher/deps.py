@@ -36,8 +36,10 @@ def _scoped(scope: str) -> Callable[[OperatorToken], OperatorToken]:
     return require
 
 
+#: An operator with the admin scope: erasure, subject metadata and ``/metrics``.
+admin_only = _scoped("admin")
 EnrollOperator = Annotated[OperatorToken, Depends(_scoped("enroll"))]
 VerifyOperator = Annotated[OperatorToken, Depends(_scoped("verify"))]
-AdminOperator = Annotated[OperatorToken, Depends(_scoped("admin"))]
+AdminOperator = Annotated[OperatorToken, Depends(admin_only)]
 
 SubjectId = Annotated[str, Path(pattern=SUBJECT_ID_PATTERN, description=SUBJECT_ID_SYNTAX)]

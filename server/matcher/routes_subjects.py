@@ -1,7 +1,8 @@
 """Subjects: enrol a template, verify a probe against it, read its metadata, delete it.
 
 Checks run in the documented order: token (401) and scope (403), unknown or existing subject (404/409),
-size (413), content type (415), then the request's own fields and the ciphertext (422).
+size (413), content type (415), the request's own fields (422), a probe answered before (409), then the
+ciphertext (422).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from veilface.crypto import NORM_TOLERANCE, Outcome, Purpose, probe_digest
 from veilface.protocol import DecisionRecord, ProblemType, SubjectMeta, headers, paths
 from veilface.server.auth import OperatorAuth
 from veilface.server.bodies import BINARY_BODY, read_ciphertext_body
-from veilface.server.matcher.authority_client import AuthorityDecision
-from veilface.server.matcher.deps import AdminOperator, EnrollOperator, Operator, State, SubjectId, VerifyOperator
+from veilface.server.matcher.authority_client import AuthorityDecision, replayed_probe
+from veilface.server.matcher.deps import AdminOperator, EnrollOperator, State, SubjectId, VerifyOperator
 from veilface.server.matcher.state import MatcherState
 from veilface.server.matcher.store import SubjectExistsError
 from veilface.server.problems import Problem, invalid_request, problem_responses
@@ -139,6 +140,10 @@ async def verify(
             ProblemType.REENROLMENT_REQUIRED,
             "this subject's template was made under another key or model; enrol the subject again",
         )
+    # A probe is spent by its signed decision, and only by one: a refusal or an outage leaves it usable.
+    key_id, digest = state.engine.key_id, probe_digest(probe)
+    if await anyio.to_thread.run_sync(state.store.probe_consumed, key_id, digest):
+        raise replayed_probe()
     decision = await _decide(
         state,
         subject_id,
@@ -147,19 +152,23 @@ async def verify(
         "compare",
         lambda: state.engine.compare(stored.template, probe, state.threshold),
         client_nonce=client_nonce,
-        probe_sha256=probe_digest(probe),
+        probe_sha256=digest,
     )
     if decision.outcome is Outcome.NOT_NORMALISED or decision.record is None:
         raise Problem(
             ProblemType.PROBE_NOT_NORMALISED,
             f"the probe's squared norm is outside 1 +/- {NORM_TOLERANCE}; L2-normalise the embedding before encrypting",
         )
+    # Two identical probes at once both pass the check above; only the first to record its decision answers.
+    if not await anyio.to_thread.run_sync(state.store.consume_probe, key_id, digest):
+        raise replayed_probe()
     return decision.record.with_subject(subject_id)
 
 
-@router.get(paths.SUBJECT, response_model=SubjectMeta, responses=problem_responses(401, 404, 422, 503))
-async def subject(subject_id: SubjectId, _: Operator, state: State) -> SubjectMeta:
-    """The subject's metadata; the template itself never leaves the matcher."""
+@router.get(paths.SUBJECT, response_model=SubjectMeta, responses=problem_responses(401, 403, 404, 422, 503))
+async def subject(subject_id: SubjectId, _: AdminOperator, state: State) -> SubjectMeta:
+    """The subject's metadata (admin: whether someone is enrolled, and since when, is personal data); the
+    template itself never leaves the matcher."""
     meta = await anyio.to_thread.run_sync(state.store.meta, subject_id)
     if meta is None:
         raise _unknown_subject()

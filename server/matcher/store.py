@@ -1,4 +1,5 @@
-"""Encrypted templates in the matcher's database: one row per subject, written in one transaction each."""
+"""The matcher's database: encrypted templates (one row per subject, written in one transaction each) and
+the probes that already got a signed decision (refused when sent again, docs/design.md §2.6)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,18 @@ templates = Table(
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
 )
+# One row per probe that got a signed decision: the deployment's key_id and the SHA-256 of the probe's exact
+# bytes (32 bytes, not its hex). A row follows a decision the authority signed under that key, so the
+# authority's per-key cap (VEILFACE_BUDGET_PER_KEY, 1,000,000 by default) bounds the rows per key_id: ~80 MB
+# on SQLite, ~230 MB on PostgreSQL at 1,000,000, on disk, not in memory (server/README.md, "Storage"). On
+# SQLite the table is WITHOUT ROWID: its primary key is the table, with no second copy in an index.
+consumed_probes = Table(
+    "vf_consumed_probes",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("probe_sha256", LargeBinary(32), primary_key=True),
+    sqlite_with_rowid=False,
+)
 _META_COLUMNS = (
     templates.c.subject_id,
     templates.c.key_id,
@@ -35,6 +48,10 @@ _META_COLUMNS = (
 _META = select(*_META_COLUMNS).where(templates.c.subject_id == bindparam("subject_id"))
 _GET = select(*_META_COLUMNS, templates.c.template).where(templates.c.subject_id == bindparam("subject_id"))
 _DELETE = delete(templates).where(templates.c.subject_id == bindparam("subject_id"))
+_CONSUMED = select(consumed_probes.c.key_id).where(
+    consumed_probes.c.key_id == bindparam("key_id"), consumed_probes.c.probe_sha256 == bindparam("probe_sha256")
+)
+_CONSUME = consumed_probes.insert()
 
 
 class SubjectExistsError(Exception):
@@ -102,3 +119,18 @@ class TemplateStore:
         if deleted:
             self.database.truncate_journal()
         return bool(deleted)
+
+    def probe_consumed(self, key_id: str, probe_sha256: str) -> bool:
+        """Whether the probe with this SHA-256 (hex) already got a signed decision under ``key_id``."""
+        with self.database.transaction() as conn:
+            found = conn.execute(_CONSUMED, {"key_id": key_id, "probe_sha256": bytes.fromhex(probe_sha256)})
+            return found.first() is not None
+
+    def consume_probe(self, key_id: str, probe_sha256: str) -> bool:
+        """Record that the probe got a signed decision; False if it already had one (a concurrent twin won)."""
+        try:
+            with self.database.transaction() as conn:
+                conn.execute(_CONSUME, {"key_id": key_id, "probe_sha256": bytes.fromhex(probe_sha256)})
+        except IntegrityError:
+            return False
+        return True
