@@ -230,7 +230,7 @@ class CkksMatcherCipher(_CkksBase):
         return self._blinded(Purpose.ENROL, self._open(template), None, None)
 
     def compare(self, template: bytes, probe: bytes, threshold: float) -> bytes:
-        """Blinded (|p|^2 - (1-eps), (1+eps) - |p|^2), the probe's projections, blinded <t,p> - threshold."""
+        """|p|^2 - 1, the probe's projections, and r (<t, p> - threshold), for the authority."""
         stored = self._open(template)
         return self._blinded(Purpose.VERIFY, self._open(probe), stored, threshold)
 
@@ -253,6 +253,22 @@ class CkksMatcherCipher(_CkksBase):
             factors = [blinding_factor(limit) for _, _, limit in checks]
         if len(factors) != len(checks):
             raise ValueError(f"expected {len(checks)} blinding factors, got {len(factors)}")
+        try:
+            return self._checked(purpose, probe, template, checks, factors)
+        except RuntimeError as error:
+            # SEAL refuses to produce a ciphertext with c1 = 0, which only a crafted input can lead to.
+            if "transparent" not in str(error):
+                raise
+            raise InvalidCiphertextError("ciphertext is degenerate (transparent)", field="ciphertext") from None
+
+    def _checked(
+        self,
+        purpose: Purpose,
+        probe: _Opened,
+        template: _Opened | None,
+        checks: Sequence[tuple[int, float, int]],
+        factors: Sequence[int],
+    ) -> bytes:
         norm = self._shifted(self._norm(probe), 1.0)
         if template is None:
             held = norm

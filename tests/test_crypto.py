@@ -847,3 +847,31 @@ def test_ciphertexts_made_before_replication_are_refused(
     with pytest.raises(vc.InvalidCiphertextError) as info:
         matcher.check(vc.Envelope(envelope.kind, header, envelope.payload).to_bytes())
     assert info.value.field == "encoding"
+
+
+def test_the_largest_blinded_score_stays_below_q_over_2(default_keys: vc.KeySet) -> None:
+    """The score is read doubled: 2 r (s - threshold) with r at its limit and |s - threshold| = 2 must not wrap."""
+    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
+    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
+    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    x = unit_vectors(np.random.default_rng(13), 1, 128)[0]
+    limit = _protocol.SCORE_BLINDING_LIMIT
+    for probe, threshold, expected in ((x, -1.0, vc.Outcome.MATCH), (-x, 1.0, vc.Outcome.NO_MATCH)):
+        blinded = compare_with_factors(matcher, client.encrypt(x), client.encrypt(probe), threshold, [limit])
+        _, values = blinded_values(authority, blinded)
+        assert values[-1] == pytest.approx(limit * 2.0 * np.sign(-threshold), abs=0.05)
+        assert authority.decide(blinded) == (vc.Purpose.VERIFY, expected)
+
+
+def test_a_transparent_probe_is_an_invalid_ciphertext(
+    deployment: tuple[vc.CkksClientCipher, vc.CkksMatcherCipher, bytes],
+) -> None:
+    """c1 = 0 parses, but SEAL refuses to compute on it: the matcher says invalid ciphertext, not a crash."""
+    _, matcher, probe = deployment
+    envelope = vc.Envelope.from_bytes(probe, kind=vc.EnvelopeKind.EMBEDDING)
+    data = bytearray(envelope.payload)
+    np.frombuffer(data, dtype="<u8", offset=len(data) - 8 * 4096)[:] = 0
+    transparent = vc.Envelope(envelope.kind, envelope.header, bytes(data)).to_bytes()
+    for blind in (lambda: matcher.compare(probe, transparent, 0.5), lambda: matcher.blind_norm(transparent)):
+        with pytest.raises(vc.InvalidCiphertextError, match="transparent"):
+            blind()
