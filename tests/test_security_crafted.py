@@ -28,7 +28,10 @@ from veilface.crypto.testing import blinded_values
 MODEL = "crafted-test"
 THRESHOLD = 0.91
 IMPOSTOR_COSINE = 0.8
-TARGETS, TRIES_PER_TARGET = 20, 15  # 300 tries per attack
+TRIES_PER_TARGET = 15
+# 300 tries per attack at 128-D (expected forged matches: ~1e-4 of tries), 600 at 512-D (~2e-3): enough for
+# "at most 1%" to fail only if the design does.
+TARGETS = {128: 20, 512: 40}
 # Honest decisions may differ from numpy only this close to the threshold (measured: ~5e-6 at most).
 ERROR_BOUND = 2e-5
 
@@ -118,7 +121,7 @@ def with_cosine(x: np.ndarray, cosine: float, rng: np.random.Generator) -> np.nd
 
 def targets_and_impostors(seed: int, dimension: int) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
     rng = np.random.default_rng(seed)
-    for _ in range(TARGETS):
+    for _ in range(TARGETS[dimension]):
         x = unit(rng, dimension)
         yield x, [with_cosine(x, IMPOSTOR_COSINE, rng) for _ in range(TRIES_PER_TARGET)]
 
@@ -173,7 +176,7 @@ def run_probe_attack(d: Deployment, craft: Craft, seed: int) -> Tally:
 @pytest.mark.parametrize("attack", list(PROBE_ATTACKS))
 def test_crafted_probes_do_not_match(deployment: Deployment, attack: str) -> None:
     tally = run_probe_attack(deployment, PROBE_ATTACKS[attack], seed=len(attack))
-    assert tally.tries == TARGETS * TRIES_PER_TARGET == 300
+    assert tally.tries == TARGETS[deployment.attacker.dimension] * TRIES_PER_TARGET >= 300
     assert tally.count(vc.Outcome.MATCH) <= tally.tries // 100  # issue 15: at most 1% of tries
     if attack == "scaled-1.2":
         assert tally.count(vc.Outcome.NOT_NORMALISED) == tally.tries and tally.norm_passed == 0
@@ -198,13 +201,13 @@ WOLF_ATTACKS: dict[str, Callable[[Attacker, np.ndarray, np.random.Generator], np
 def test_wolf_templates_are_refused_at_enrolment(deployment: Deployment, attack: str) -> None:
     d, rng = deployment, np.random.default_rng(len(attack))
     tally = Tally()
-    for _ in range(TARGETS * TRIES_PER_TARGET):
+    for _ in range(TARGETS[d.attacker.dimension] * TRIES_PER_TARGET):
         template = d.attacker.encrypt(WOLF_ATTACKS[attack](d.attacker, unit(rng, d.attacker.dimension), rng))
         blinded = d.matcher.blind_norm(template)
         purpose, values = blinded_values(d.authority, blinded)
         assert purpose is vc.Purpose.ENROL
         tally.add(values, d.authority.decide(blinded)[1], d.matcher.projections)
-    assert tally.norm_passed == tally.tries == 300  # the wrap is real
+    assert tally.norm_passed == tally.tries >= 300  # the wrap is real
     assert tally.count(vc.Outcome.NORMALISED) <= tally.tries // 100
 
 
@@ -239,7 +242,7 @@ def honest_pairs(seed: int, dimension: int, count: int) -> Iterator[tuple[np.nda
 
 def test_honest_probes_are_never_refused_and_decide_as_numpy(deployment: Deployment) -> None:
     d = deployment
-    count = 2000 if d.attacker.dimension == 128 else 1000
+    count = 2000 if d.attacker.dimension == 128 else 500
     pairs, refused, changed, within_bound = 0, 0, 0, 0
     for x, probes in honest_pairs(7, d.attacker.dimension, count):
         template = d.client.encrypt(x)
