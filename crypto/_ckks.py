@@ -16,9 +16,10 @@ What the authority checks, per request (a verification; an enrolment drops the s
   the best score any template can get is the honest direction's: energy in imaginary parts or spread over
   the copies counts in the norm and cannot add to the score.
 - K projections of p onto fresh secret Gaussian directions, each within PROJECTION_BOUND (an honest unit
-  probe always is). Values live mod q, so a probe with |p|^2 = 1 + k M (M the norm's period, 8192 at the
-  default preset) passes the norm check; it is then ~sqrt(M) long and its projections land outside the
-  bound (or wrap to a random, implausible value) except with probability ``wrap_pass_rate`` each.
+  probe always is); K = 4 at the default preset, 6 for an enrolment. Values live mod q, so a probe with
+  |p|^2 = 1 + k M (M the norm's period, 8192 at the default preset) passes the norm check; it is then
+  ~sqrt(M) long and its projections land outside the bound (or wrap to a random, implausible value) except
+  with probability ``wrap_pass_rate`` each.
 - the score's sign, r (s - tau) blinded by a fresh log-uniform r.
 
 Ciphertexts to the authority are compact (``_compact``): per ciphertext its c1 and the weighted sums of c0
@@ -50,7 +51,7 @@ from ._protocol import (
     checks_for,
     outcome_from_values,
     prepare_embedding,
-    projection_count,
+    projection_counts,
     secret_gaussians,
 )
 from ._seal_io import SealFiles, check_ciphertext_layout, ciphertext_polys, ciphertext_size
@@ -108,7 +109,7 @@ class _CkksBase:
         self._encoder = sealapi.CKKSEncoder(self._seal)
         # The norm's period: the data modulus in units of the constant coefficient of a product, Delta^2 2/N.
         self.period = math.prod(self._primes) * self._n / (2.0 * self._scale * self._scale)
-        self.projections = projection_count(self.period)
+        self.projections = projection_counts(self.period)
 
     def _half_monomial(self) -> _HalfMonomial:
         return _HalfMonomial(self._encoder, self._parms_id, self._n, self._primes)
@@ -124,7 +125,7 @@ class _CkksBase:
     def _layout(self, purpose: Purpose) -> list[int]:
         """Readouts per compact ciphertext: the checks' (the score and the norm, or the norm alone), then two
         projections per ciphertext."""
-        return [2 if purpose is Purpose.VERIFY else 1] + [2] * (self.projections // 2)
+        return [2 if purpose is Purpose.VERIFY else 1] + [2] * (self.projections[purpose] // 2)
 
     def blinded_bytes(self, purpose: Purpose) -> int:
         """The payload to the authority for ``purpose``."""
@@ -284,7 +285,7 @@ class CkksMatcherCipher(_CkksBase):
             self._evaluator.multiply_plain_inplace(norm, self._half.plain)  # to coefficient N/2
             self._evaluator.add_inplace(held, norm)
         outputs = [self._rerandomised(held)]
-        for index in range(self.projections // 2):
+        for index in range(self.projections[purpose] // 2):
             projected = sealapi.Ciphertext(self._seal)
             self._evaluator.multiply_plain(probe.ciphertext, self._plane(), projected)
             if index:
@@ -389,13 +390,13 @@ class CkksMatcherCipher(_CkksBase):
     def replenish(self, count: int = 4, batch: int | None = None) -> int:
         """Make encryptions of zero and projection plaintexts (each used once, then dropped) off the request path.
 
-        A request (enrolment or verification) takes one encryption of zero and ``projections / 2`` plaintexts;
-        without a stock they are made on the spot (about 1 ms and 0.3 ms each). Keeps up to ``count`` requests'
-        worth; makes at most ``batch`` per call (by default one request's worth), so a worker topping up its
-        stock between requests never holds the next request back for long. Returns how many requests' worth
-        are in stock.
+        A verification takes one encryption of zero and a plaintext per two projections (an enrolment, which
+        has more projections, more plaintexts); without a stock they are made on the spot (about 1 ms and
+        0.3 ms each). Keeps up to ``count`` verifications' worth; makes at most ``batch`` per call (by default
+        one verification's worth), so a worker topping up its stock between requests never holds the next
+        request back for long. Returns how many verifications' worth are in stock.
         """
-        planes = self.projections // 2
+        planes = self.projections[Purpose.VERIFY] // 2
         limit = 1 + planes if batch is None else batch
         for _ in range(limit):
             if len(self._zeros) * planes < len(self._planes) and len(self._zeros) < count:
@@ -456,7 +457,7 @@ class CkksAuthorityCipher(_CkksBase):
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
         purpose, values = self._values(blinded)
-        return purpose, outcome_from_values(purpose, values, self.projections)
+        return purpose, outcome_from_values(purpose, values, self.projections[purpose])
 
     def _read(self, ciphertext: np.ndarray, readouts: int) -> list[float]:
         """Coefficient 0 (and N/2) of the decryption, exactly, in units of Delta^2 2/N.

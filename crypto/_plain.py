@@ -21,14 +21,14 @@ from ._protocol import (
     checks_for,
     outcome_from_values,
     prepare_embedding,
-    projection_count,
+    projection_counts,
     secret_gaussians,
 )
 
 SCHEME = "plaintext"
 PRESET = "plaintext-insecure"
 # Floats do not wrap around, so the fewest projections do; they are checked all the same.
-PROJECTIONS = projection_count(math.inf)
+PROJECTIONS = projection_counts(math.inf)
 
 
 class _PlainBase:
@@ -92,7 +92,8 @@ class PlaintextMatcherCipher(_PlainBase):
             factors = [blinding_factor(limit) for _, _, limit in checks]
         if len(factors) != len(checks):
             raise ValueError(f"expected {len(checks)} blinding factors, got {len(factors)}")
-        directions = secret_gaussians(self.projections * self.dimension).reshape(self.projections, self.dimension)
+        count = self.projections[purpose]
+        directions = secret_gaussians(count * self.dimension).reshape(count, self.dimension)
         directions /= np.linalg.norm(directions, axis=1, keepdims=True)
         values = [float(probe @ probe) - 1.0, *(directions @ probe).tolist()]
         if template is not None:
@@ -112,7 +113,7 @@ class PlaintextAuthorityCipher(_PlainBase):
             purpose = Purpose(envelope.header.get("purpose"))
         except ValueError:
             raise InvalidCiphertextError("blinded result has an unknown purpose", field="purpose") from None
-        if len(envelope.payload) != 8 * purpose.values(self.projections):
+        if len(envelope.payload) != 8 * purpose.values(self.projections[purpose]):
             raise InvalidCiphertextError("blinded result has the wrong length", field="size")
         values = np.frombuffer(envelope.payload, dtype="<f8")
         if not np.all(np.isfinite(values)):
@@ -121,4 +122,4 @@ class PlaintextAuthorityCipher(_PlainBase):
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
         purpose, values = self._values(blinded)
-        return purpose, outcome_from_values(purpose, values, self.projections)
+        return purpose, outcome_from_values(purpose, values, self.projections[purpose])

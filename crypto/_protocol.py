@@ -32,30 +32,6 @@ PROJECTION_BOUND = math.sqrt(1.0 + NORM_TOLERANCE) + _SLACK
 SCORE_BLINDING_LIMIT = 1000
 SCORE_VALUE_BOUND = SCORE_BLINDING_LIMIT * (2 + 2 * NORM_TOLERANCE + _SLACK)
 
-# Values live mod q, so a crafted probe whose squared norm is 1 + k M (M the norm's period, q over the unit of
-# the readout) passes the norm check. Such a probe is at least sqrt(1 + M) long, and a fresh secret Gaussian
-# projection <p, g> of it is N(0, |p|^2 |g|^2) whatever its direction, while an honest one stays within
-# PROJECTION_BOUND: it passes one projection with probability erf(sqrt(d (1 + eps) / (2 (1 + M)))) (d the
-# dimension honest embeddings span). Independent projections multiply; PROJECTION_RATE is the rate aimed at
-# for PROJECTION_DIMENSION, the largest model dimension (dlib: 128, ArcFace: 512).
-PROJECTION_RATE = 2e-3
-PROJECTION_DIMENSION = 512
-
-
-def wrap_pass_rate(dimension: int, period: float) -> float:
-    """Probability that a probe of squared norm 1 + period passes one projection check."""
-    return math.erf(math.sqrt(dimension * (1.0 + NORM_TOLERANCE) / (2.0 * (1.0 + period))))
-
-
-def projection_count(period: float) -> int:
-    """How many projections a request carries: the smallest even count (two are read per ciphertext) that
-    brings a wrapped probe's pass rate to PROJECTION_RATE at PROJECTION_DIMENSION; at least two."""
-    rate = wrap_pass_rate(PROJECTION_DIMENSION, period)
-    count = 2
-    while rate**count > PROJECTION_RATE:
-        count += 2
-    return count
-
 
 class Outcome(str, Enum):
     MATCH = "match"
@@ -78,6 +54,36 @@ class Purpose(str, Enum):
     def values(self, projections: int) -> int:
         """Values the authority reads: the norm, ``projections`` projections, then (verification) the score."""
         return self.checks + projections
+
+
+# Values live mod q, so a crafted probe whose squared norm is 1 + k M (M the norm's period, q over the unit of
+# the readout) passes the norm check. Such a probe is at least sqrt(1 + M) long, and a fresh secret Gaussian
+# projection <p, g> of it is N(0, |p|^2 |g|^2) whatever its direction, while an honest one stays within
+# PROJECTION_BOUND: it passes one projection with probability erf(sqrt(d (1 + eps) / (2 (1 + M)))) (d the
+# dimension honest embeddings span). Independent projections multiply; PROJECTION_RATE is the rate aimed at
+# for PROJECTION_DIMENSION, the largest model dimension (dlib: 128, ArcFace: 512). An enrolment aims lower:
+# a wolf template that gets in stays, and matches whoever verifies against it.
+PROJECTION_RATE = {Purpose.VERIFY: 2e-3, Purpose.ENROL: 1e-4}
+PROJECTION_DIMENSION = 512
+
+
+def wrap_pass_rate(dimension: int, period: float) -> float:
+    """Probability that a probe of squared norm 1 + period passes one projection check."""
+    return math.erf(math.sqrt(dimension * (1.0 + NORM_TOLERANCE) / (2.0 * (1.0 + period))))
+
+
+def projection_counts(period: float) -> dict[Purpose, int]:
+    """How many projections a request carries, per purpose: the smallest even count (two are read per
+    ciphertext) that brings a wrapped probe's pass rate to PROJECTION_RATE at PROJECTION_DIMENSION; at
+    least two."""
+    rate = wrap_pass_rate(PROJECTION_DIMENSION, period)
+    counts = {}
+    for purpose, target in PROJECTION_RATE.items():
+        count = 2
+        while rate**count > target:
+            count += 2
+        counts[purpose] = count
+    return counts
 
 
 def prepare_embedding(embedding: Any, dimension: int) -> np.ndarray:

@@ -21,7 +21,7 @@ def compare_with_factors(
     threshold: float,
     factors: Sequence[int],
 ) -> bytes:
-    """``matcher.compare`` with the blinding factors of the norm pair and the score given (three integers)."""
+    """``matcher.compare`` with the score's blinding factor given: ``factors`` is ``[r]``, r in [1, 1000]."""
     if isinstance(matcher, CkksMatcherCipher):
         return matcher._blinded(Purpose.VERIFY, matcher._open(probe), matcher._open(template), threshold, factors)
     return matcher._blinded(Purpose.VERIFY, matcher._open(probe), matcher._open(template), threshold, factors)
@@ -30,6 +30,6 @@ def compare_with_factors(
 def blinded_values(
     authority: CkksAuthorityCipher | PlaintextAuthorityCipher, blinded: bytes
 ) -> tuple[Purpose, list[float]]:
-    """What the authority reads: sign * r * (v - t) for the norm pair, then the projections, then (for a
-    verification) r * (score - threshold), last."""
+    """What the authority reads: |x|^2 - 1, the projections, then (for a verification) r (score - threshold),
+    last."""
     return authority._values(blinded)

@@ -76,7 +76,7 @@ def test_scores_match_numpy(keyset: vc.KeySet, dim: int) -> None:
     assert max(norm_errors) < TOLERANCE[preset], max(norm_errors)
     # Projections of unit vectors onto directions of unit norm in the honest subspace: |<x, g>| <= 1, and
     # N(0, 1/d) in distribution (g is isotropic), so their variance shows they are projections of x.
-    assert len(projections) == pairs * matcher.projections
+    assert len(projections) == pairs * matcher.projections[vc.Purpose.VERIFY]
     assert max(map(abs, projections)) < _protocol.PROJECTION_BOUND
     assert 0.7 / dim < float(np.var(projections)) < 1.05 / dim
 
@@ -416,12 +416,17 @@ def test_the_period_and_the_projection_count(keyset: vc.KeySet) -> None:
     matcher = vc.CkksMatcherCipher(keyset.evaluation, model_id=MODEL, dimension=128)
     authority = vc.CkksAuthorityCipher(keyset.secret)
     assert matcher.period == authority.period and matcher.projections == authority.projections
+    verify, enrol = matcher.projections[vc.Purpose.VERIFY], matcher.projections[vc.Purpose.ENROL]
     if keyset.public.preset == vc.DEFAULT_PRESET:
-        assert 8191.9 < matcher.period < 8192 and matcher.projections == 4
+        assert 8191.9 < matcher.period < 8192 and (verify, enrol) == (4, 6)
         assert _protocol.wrap_pass_rate(128, matcher.period) ** 4 < 2e-4
         assert _protocol.wrap_pass_rate(512, matcher.period) ** 4 < 2e-3
+        assert _protocol.wrap_pass_rate(512, matcher.period) ** 6 < 1e-4
     else:
-        assert matcher.period > 2**51 and matcher.projections == 2
+        assert matcher.period > 2**51 and (verify, enrol) == (2, 2)
+    # The authority service caps a blinded result at two ciphertexts' size: the compact forms stay under it.
+    for purpose in vc.Purpose:
+        assert authority.blinded_bytes(purpose) <= vc.Purpose.VERIFY.checks * authority.ciphertext_bytes
 
 
 def test_stocked_randomness_is_used_once(default_keys: vc.KeySet) -> None:
@@ -440,8 +445,8 @@ def test_stocked_randomness_is_used_once(default_keys: vc.KeySet) -> None:
     assert authority.decide(first) == authority.decide(second)
     assert matcher.replenish(3, batch=4) == 1 and (len(matcher._zeros), len(matcher._planes)) == (1, 3)
     assert matcher.replenish(3, batch=20) == 3 and (len(matcher._zeros), len(matcher._planes)) == (3, 6)
-    matcher.blind_norm(template)
-    assert (len(matcher._zeros), len(matcher._planes)) == (2, 4)
+    matcher.blind_norm(template)  # an enrolment: six projections, three planes
+    assert (len(matcher._zeros), len(matcher._planes)) == (2, 3)
 
 
 # -- refusals -------------------------------------------------------------------------------------------
@@ -826,7 +831,7 @@ def test_authority_refuses_malformed_blinded_results(default_keys: vc.KeySet) ->
     # The checks' ciphertext (score and norm) and two projections each in the others, compact: 98,352 bytes.
     assert len(blinded.payload) == 3 * authority.compact_bytes(2) == 98_352
     enrolment = vc.Envelope.from_bytes(matcher.blind_norm(template), kind=vc.EnvelopeKind.BLINDED)
-    assert len(enrolment.payload) == authority.compact_bytes(1) + 2 * authority.compact_bytes(2) == 98_344
+    assert len(enrolment.payload) == authority.compact_bytes(1) + 3 * authority.compact_bytes(2) == 131_128
     for payload in (
         blinded.payload[:-8],
         blinded.payload + b"\0" * 8,
