@@ -48,7 +48,8 @@ class Purpose(str, Enum):
 
     @property
     def checks(self) -> int:
-        """Values besides the projections: the norm, and for a verification the score."""
+        """Values besides the projections: the norm, and for a verification the score. (The authority service
+        caps a blinded result at ``Purpose.VERIFY.checks`` full ciphertexts; the compact forms stay below.)"""
         return 1 if self is Purpose.ENROL else 2
 
     def values(self, projections: int) -> int:
