@@ -120,7 +120,7 @@ def run_accuracy(
             for number, pair in enumerate(scored):
                 progress("comparing pairs", number + 1, len(scored))
                 template, probe = ciphertexts[pair.image_a], ciphertexts[pair.image_b]
-                blinding = [blinding_factor(bits) for _, _, bits in checks]
+                blinding = [blinding_factor(limit) for _, _, limit in checks]
                 blinded = compare_with_factors(matcher, template, probe, threshold, blinding)
                 _, values = blinded_values(authority, blinded)
                 _, outcome = authority.decide(blinded)
@@ -131,7 +131,7 @@ def run_accuracy(
                         "image_b": _relative(pair.image_b, base),
                         "same": pair.same,
                         "plaintext_score": round(plaintext_score, 8),
-                        "encrypted_score": round(values[2] / blinding[2] + threshold, 8),
+                        "encrypted_score": round(values[-1] / blinding[-1] + threshold, 8),
                         "plaintext_match": plaintext_score > threshold,
                         "encrypted_match": outcome is vc.Outcome.MATCH,
                         "encrypted_outcome": outcome.value,

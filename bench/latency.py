@@ -10,7 +10,7 @@ code, storage, budgets, audit and signatures under the same keys; only the ciphe
 
 In the same rounds, in this process (no HTTP, IPC or database):
 
-- ``match``: the matcher's compare, probe and template bytes in, blinded bytes out, with the masks and
+- ``match``: the matcher's compare, probe and template bytes in, blinded bytes out, with the projection planes and
   encryptions of zero precomputed as a worker does between requests; ``refill``: making those (the
   worker's CPU per verification is ``match`` + ``refill``); ``match_unstocked``: the compare without them;
 - ``decide``: the authority's decision on those blinded bytes (decrypt, read, sign);
@@ -69,13 +69,13 @@ class _Local:
         self.threshold = threshold
 
     def compare(self, template: bytes, probe: bytes) -> tuple[bytes, float]:
-        """Blinded bytes and the milliseconds of the compare alone (using stocked masks if there are any)."""
+        """Blinded bytes and the milliseconds of the compare alone (using stocked randomness if there is any)."""
         result: bytes
         result, ms = timed(lambda: self.matcher.compare(template, probe, self.threshold))
         return result, ms
 
     def refill(self) -> float | None:
-        """Milliseconds to stock one verification's masks and encryptions of zero, as a worker does between
+        """Milliseconds to stock one verification's projection planes and encryption of zero, as a worker does between
         requests (CKKS only). A verification uses both (norm pair, score): the stock is empty after a compare."""
         if not isinstance(self.matcher, vc.CkksMatcherCipher):
             return None

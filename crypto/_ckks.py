@@ -1,16 +1,32 @@
-"""CKKS ciphers: the constant-coefficient comparison of docs/design.md §3.3.
+"""CKKS ciphers: the constant-coefficient comparison of DESIGN.md section 3, and the checks that keep a crafted
+plaintext from forging a match.
 
 A CKKS plaintext m(X) mod X^N + 1 holds N/2 slots, its evaluations at the primitive 2N-th roots (scaled by
 Delta). The constant coefficient is (1/N) times the sum of all N evaluations, i.e. (2/N) Re(sum of slots),
-so for zero-padded template t and probe p, the constant coefficient of m_t * m_p is (2/N) Delta^2 <t, p>.
-One ciphertext multiply, no rotation keys, no rescale.
+so for template t and probe p the constant coefficient of m_t * m_p is (2/N) Delta^2 Re sum_k t_k p_k: one
+ciphertext multiply, no rotation keys, no rescale. Coefficient N/2 is (2/N) sum_k s_k Im(m_k), s_k = +-1.
 
-The two norm checks share one ciphertext. A polynomial whose slots are all real is fixed by the automorphism
-X -> X^-1 (complex conjugation), which negates coefficient N/2, so that coefficient is zero: |p|^2 + conj(|p|^2)
-has real slots, and multiplying by the monomial X^(N/2) moves a value from coefficient 0 to coefficient N/2
-without touching coefficient 0. One ciphertext then carries r1 (|p|^2 - t1) in coefficient 0 and
--r2 (|p|^2 - t2) in coefficient N/2, re-randomised by one encryption of zero: a verification costs two
-encryptions of zero instead of three, an enrolment one instead of two.
+The client replicates its d-dimensional embedding over all N/2 slots, c = (N/2)/d copies each scaled by
+1/sqrt(c): the score of two honest vectors is still <x, y>, and no slot is left empty.
+
+What the authority checks, per request (a verification; an enrolment drops the score):
+
+- |p|^2 = sum_k |p_k|^2, real and imaginary parts of every slot, computed exactly (see ``_norm``), within
+  1 +- eps. By Cauchy-Schwarz |Re sum_k t_k p_k| <= |t| |p|, so among probes that pass it without a wrap
+  the best score any template can get is the honest direction's: energy in imaginary parts or spread over
+  the copies counts in the norm and cannot add to the score.
+- K projections of p onto fresh secret Gaussian directions, each within PROJECTION_BOUND (an honest unit
+  probe always is); K = 4 at the default preset, 6 for an enrolment. Values live mod q, so a probe with
+  |p|^2 = 1 + k M (M the norm's period, 8192 at the default preset) passes the norm check; it is then
+  ~sqrt(M) long and its projections land outside the bound (or wrap to a random, implausible value) except
+  with probability ``wrap_pass_rate`` each.
+- the score's sign, r (s - tau) blinded by a fresh log-uniform r.
+
+Ciphertexts to the authority are compact (``_compact``): per ciphertext its c1 and the weighted sums of c0
+that reading coefficient 0 (and N/2) needs, so the authority can decrypt nothing else. A ciphertext whose c1
+depends on the plaintexts (a product with a template or of the probe with itself) is re-randomised by a
+fresh encryption of zero first. A projection ciphertext's c1 is the client's fresh c1 times a secret
+plaintext, independent of the plaintexts; further ones are conjugated, so that no two c1 share a factor.
 """
 
 from __future__ import annotations
@@ -18,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,19 +43,35 @@ import tenseal.sealapi as sealapi
 from ._envelope import Envelope, EnvelopeKind
 from ._errors import ConfigurationError, InvalidCiphertextError
 from ._keys import KeyBundle, Role, open_context
-from ._modarith import Weights, crt, mul_mod_exact, sum_mod, uniform_mod
+from ._modarith import Weights, crt, mul_mod_exact, sum_mod
 from ._protocol import (
-    NORM_GAIN,
     Outcome,
     Purpose,
     blinding_factor,
     checks_for,
     outcome_from_values,
     prepare_embedding,
+    projection_counts,
+    secret_gaussians,
 )
 from ._seal_io import SealFiles, check_ciphertext_layout, ciphertext_polys, ciphertext_size
 
 SCHEME = "ckks"
+ENCODING = "replicated"  # in every embedding's header: zero-padded ones (made before replication) are refused
+
+
+def replicate(vector: np.ndarray, slots: int) -> np.ndarray:
+    """The slot vector of an embedding: ``slots // d`` copies, each scaled by 1/sqrt(copies), then zeros."""
+    copies = slots // len(vector)
+    out = np.zeros(slots)
+    out[: copies * len(vector)] = np.tile(vector, copies) / math.sqrt(copies)
+    return out
+
+
+def fold(slots: np.ndarray, dimension: int) -> np.ndarray:
+    """The adjoint of ``replicate``: <replicate(x), v> = <x, fold(v)> for real v."""
+    copies = len(slots) // dimension
+    return slots[: copies * dimension].reshape(copies, dimension).sum(axis=0) / math.sqrt(copies)
 
 
 class _HalfMonomial:
@@ -46,7 +79,8 @@ class _HalfMonomial:
 
     Its slots alternate i, -i (SEAL's slot k is the root zeta^(3^k)), so encoding them at scale 1 gives the
     monomial exactly; its NTT values are +-I with I^2 = -1 mod q. Coefficient N/2 of m is
-    N^-1 <NTT(m), NTT(X^-(N/2))>, and X^-(N/2) = -X^(N/2): ``readout`` holds those weights per prime.
+    N^-1 <NTT(m), NTT(X^-(N/2))>, and X^-(N/2) = -X^(N/2): ``readout`` holds those weights per prime. In slots,
+    coefficient N/2 is (2/N) sum_k signs_k Im(m_k).
     """
 
     def __init__(self, encoder: sealapi.CKKSEncoder, parms_id: list[int], n: int, primes: list[int]) -> None:
@@ -55,9 +89,7 @@ class _HalfMonomial:
         values = np.array([self.plain.data(i) for i in range(n * len(primes))], dtype=np.uint64)
         self.values = values.reshape(len(primes), n)
         self.readout = [Weights((q - row) % np.uint64(q)) for row, q in zip(self.values, primes, strict=True)]
-        # For masks: per prime, I (the value at position 0) and a position where the value is -I.
-        self.plus_i = [int(row[0]) for row in self.values]
-        self.minus_i_at = [int(np.flatnonzero(row != row[0])[0]) for row in self.values]
+        self.signs = np.tile([1.0, -1.0], n // 4)
 
 
 class _CkksBase:
@@ -75,6 +107,9 @@ class _CkksBase:
         self._scale = 2.0**preset.scale_bits
         self._files = SealFiles()
         self._encoder = sealapi.CKKSEncoder(self._seal)
+        # The norm's period: the data modulus in units of the constant coefficient of a product, Delta^2 2/N.
+        self.period = math.prod(self._primes) * self._n / (2.0 * self._scale * self._scale)
+        self.projections = projection_counts(self.period)
 
     def _half_monomial(self) -> _HalfMonomial:
         return _HalfMonomial(self._encoder, self._parms_id, self._n, self._primes)
@@ -87,9 +122,14 @@ class _CkksBase:
         """One blinded ciphertext on the wire: per data prime, ``readouts`` weighted sums of c0, then c1."""
         return len(self._primes) * 8 * (readouts + self._n)
 
+    def _layout(self, purpose: Purpose) -> list[int]:
+        """Readouts per compact ciphertext: the checks' (the score and the norm, or the norm alone), then two
+        projections per ciphertext."""
+        return [2 if purpose is Purpose.VERIFY else 1] + [2] * (self.projections[purpose] // 2)
+
     def blinded_bytes(self, purpose: Purpose) -> int:
-        """The blinded payload for ``purpose``: the norm pair, and for a verification the score as well."""
-        return self.compact_bytes(2) + (self.compact_bytes(1) if purpose is Purpose.VERIFY else 0)
+        """The payload to the authority for ``purpose``."""
+        return sum(self.compact_bytes(readouts) for readouts in self._layout(purpose))
 
     def _load(self, data: bytes, *, scale: float) -> sealapi.Ciphertext:
         check_ciphertext_layout(
@@ -109,8 +149,19 @@ class _CkksBase:
         return ciphertext
 
 
+def _embedding_header(cipher: CkksClientCipher | CkksMatcherCipher) -> dict[str, Any]:
+    return {
+        "scheme": SCHEME,
+        "encoding": ENCODING,
+        "key_id": cipher.key_id,
+        "model_id": cipher.model_id,
+        "dimension": cipher.dimension,
+        "preset": cipher.preset,
+    }
+
+
 class CkksClientCipher(_CkksBase):
-    """Encrypts normalised embeddings under the public key, zero-padded (not TenSEAL's replication)."""
+    """Encrypts normalised embeddings under the public key, replicated over every slot."""
 
     def __init__(self, bundle: KeyBundle, *, model_id: str, dimension: int) -> None:
         super().__init__(bundle, Role.PUBLIC)
@@ -119,29 +170,32 @@ class CkksClientCipher(_CkksBase):
         self.model_id = model_id
         self.dimension = dimension
         self._encryptor = sealapi.Encryptor(self._seal, self.context.public_key().data)
-        self._padding = [0.0] * (self._n // 2 - dimension)
 
     def encrypt(self, embedding: Any) -> bytes:
         vector = prepare_embedding(embedding, self.dimension)
         plain = sealapi.Plaintext()
-        self._encoder.encode(vector.tolist() + self._padding, self._scale, plain)
+        self._encoder.encode(replicate(vector, self._n // 2).tolist(), self._scale, plain)
         ciphertext = sealapi.Ciphertext(self._seal)
         self._encryptor.encrypt(plain, ciphertext)
-        header = {
-            "scheme": SCHEME,
-            "key_id": self.key_id,
-            "model_id": self.model_id,
-            "dimension": self.dimension,
-            "preset": self.preset,
-        }
-        return Envelope(EnvelopeKind.EMBEDDING, header, self._files.ciphertext_bytes(ciphertext)).to_bytes()
+        payload = self._files.ciphertext_bytes(ciphertext)
+        return Envelope(EnvelopeKind.EMBEDDING, _embedding_header(self), payload).to_bytes()
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A checked embedding ciphertext: SEAL's object, and its (c0, c1) NTT values, shape (2, primes, N)."""
+
+    ciphertext: sealapi.Ciphertext
+    polys: np.ndarray
 
 
 class CkksMatcherCipher(_CkksBase):
-    """The matcher's side: holds relinearisation keys and the public key, never a secret key."""
+    """The matcher's side: holds relinearisation and conjugation keys and the public key, never a secret key."""
 
     def __init__(self, bundle: KeyBundle, *, model_id: str, dimension: int) -> None:
         super().__init__(bundle, Role.EVALUATION)
+        if dimension > self._n // 2:
+            raise ConfigurationError(f"dimension {dimension} does not fit {self._n // 2} slots")
         self.model_id = model_id
         self.dimension = dimension
         self._evaluator = sealapi.Evaluator(self._seal)
@@ -155,21 +209,20 @@ class CkksMatcherCipher(_CkksBase):
             raise ConfigurationError("evaluation bundle's relin.bin or conjugation.bin does not parse") from None
         if not self._conjugation_keys.has_key(2 * self._n - 1):
             raise ConfigurationError("evaluation bundle's conjugation.bin holds no conjugation key")
-        self._product_scale = self._scale * self._scale
         self._half = self._half_monomial()
-        self._inverse_of_two = [pow(2, -1, q) for q in self._primes]
-        self._stock: dict[int, list[tuple[sealapi.Plaintext, sealapi.Ciphertext]]] = {1: [], 2: []}
+        # (0, 1): decrypts to s, so multiplying a ciphertext by it multiplies what that decrypts to by s.
+        primes = len(self._primes)
+        key = np.stack([np.zeros((primes, self._n), np.uint64), np.ones((primes, self._n), np.uint64)])
+        self._secret_key_factor = self._files.ciphertext_from_ntt(self._seal, self._parms_id, key, 1.0)
+        # Per-request randomness, made ahead of time by ``replenish`` and each used once.
+        self._zeros: list[sealapi.Ciphertext] = []
+        self._planes: list[sealapi.Plaintext] = []
 
-    def _open(self, data: bytes) -> sealapi.Ciphertext:
+    def _open(self, data: bytes) -> _Opened:
         envelope = Envelope.from_bytes(data, kind=EnvelopeKind.EMBEDDING)
-        envelope.expect(
-            scheme=SCHEME,
-            key_id=self.key_id,
-            model_id=self.model_id,
-            dimension=self.dimension,
-            preset=self.preset,
-        )
-        return self._load(envelope.payload, scale=self._scale)
+        envelope.expect(**_embedding_header(self))
+        ciphertext = self._load(envelope.payload, scale=self._scale)
+        return _Opened(ciphertext, ciphertext_polys(envelope.payload, self._n, len(self._primes)))
 
     def check(self, ciphertext: bytes) -> None:
         self._open(ciphertext)
@@ -178,139 +231,183 @@ class CkksMatcherCipher(_CkksBase):
         return self._blinded(Purpose.ENROL, self._open(template), None, None)
 
     def compare(self, template: bytes, probe: bytes, threshold: float) -> bytes:
-        """Blinded (|p|^2 - (1-eps), (1+eps) - |p|^2, <t,p> - threshold)."""
+        """|p|^2 - 1, the probe's projections, and r (<t, p> - threshold), for the authority."""
         stored = self._open(template)
         return self._blinded(Purpose.VERIFY, self._open(probe), stored, threshold)
 
     def _blinded(
         self,
         purpose: Purpose,
-        probe: sealapi.Ciphertext,
-        template: sealapi.Ciphertext | None,
+        probe: _Opened,
+        template: _Opened | None,
         threshold: float | None,
-        blinding: Sequence[int] | None = None,
+        factors: Sequence[int] | None = None,
     ) -> bytes:
+        """What the authority reads, with the score's blinding factor drawn fresh unless ``factors`` gives it.
+
+        One ciphertext holds the checks: for a verification r (Re <t, p> - threshold) doubled at coefficient 0
+        (the product plus its conjugate, whose slots are real, so that coefficient N/2 is free) and |p|^2 - 1 at
+        N/2; for an enrolment |p|^2 - 1 at 0. It alone is re-randomised: its c1 depends on the plaintexts.
+        """
         checks = checks_for(purpose, threshold)
-        factors = list(blinding) if blinding is not None else [blinding_factor(bits) for _, _, bits in checks]
-        signed = [sign * r for (sign, _, _), r in zip(checks, factors, strict=True)]
-        # |p|^2 as p * conj(p): the constant coefficient is then (2/N) sum |z_k|^2, positive definite.
-        # Squaring would give sum Re(z_k^2), which imaginary parts can cancel while the real parts grow.
-        gained, conjugate, gain = sealapi.Ciphertext(self._seal), sealapi.Ciphertext(self._seal), sealapi.Plaintext()
-        self._encoder.encode(float(NORM_GAIN), probe.parms_id(), 1.0, gain)
-        self._evaluator.multiply_plain(probe, gain, gained)
-        self._evaluator.complex_conjugate(gained, self._conjugation_keys, conjugate)
-        norm = sealapi.Ciphertext(self._seal)
-        self._evaluator.multiply(probe, conjugate, norm)
-        self._evaluator.relinearize_inplace(norm, self._relin_keys)
-        # norm + conj(norm) = 2 c |p|^2 with every slot real: coefficient N/2 is zero (up to the conjugation's
-        # key-switching noise, ~1e-9 here) and free for the second check. The thresholds double with it.
-        mirrored = sealapi.Ciphertext(self._seal)
-        self._evaluator.complex_conjugate(norm, self._conjugation_keys, mirrored)
-        self._evaluator.add_inplace(norm, mirrored)
-        pair = self._blind(norm, signed[:2], [2.0 * checks[0][1], 2.0 * checks[1][1]])
-        parts = [self._compact(pair, readouts=2)]
-        if template is not None:
+        if factors is None:
+            factors = [blinding_factor(limit) for _, _, limit in checks]
+        if len(factors) != len(checks):
+            raise ValueError(f"expected {len(checks)} blinding factors, got {len(factors)}")
+        try:
+            return self._checked(purpose, probe, template, checks, factors)
+        except RuntimeError as error:
+            # SEAL refuses to produce a ciphertext with c1 = 0, which only a crafted input can lead to.
+            if "transparent" not in str(error):
+                raise
+            raise InvalidCiphertextError("ciphertext is degenerate (transparent)", field="ciphertext") from None
+
+    def _checked(
+        self,
+        purpose: Purpose,
+        probe: _Opened,
+        template: _Opened | None,
+        checks: Sequence[tuple[int, float, int]],
+        factors: Sequence[int],
+    ) -> bytes:
+        norm = self._shifted(self._norm(probe), 1.0)
+        if template is None:
+            held = norm
+        else:
+            (sign, cut, _), factor = checks[0], factors[0]
             score = sealapi.Ciphertext(self._seal)
-            self._evaluator.multiply(template, probe, score)
+            self._evaluator.multiply(template.ciphertext, probe.ciphertext, score)
             self._evaluator.relinearize_inplace(score, self._relin_keys)
-            parts.append(self._compact(self._blind(score, signed[2:], [checks[2][1]]), readouts=1))
+            held = sealapi.Ciphertext(self._seal)
+            self._evaluator.complex_conjugate(score, self._conjugation_keys, held)
+            self._evaluator.add_inplace(held, score)
+            held = self._shifted(held, 2.0 * cut, factor=sign * factor)
+            self._evaluator.multiply_plain_inplace(norm, self._half.plain)  # to coefficient N/2
+            self._evaluator.add_inplace(held, norm)
+        outputs = [self._rerandomised(held)]
+        for index in range(self.projections[purpose] // 2):
+            projected = sealapi.Ciphertext(self._seal)
+            self._evaluator.multiply_plain(probe.ciphertext, self._plane(), projected)
+            if index:
+                # c1 of the first is the probe's c1 a1 times a secret G; a second a1 G' would hand the authority
+                # G'/G. Conjugated (key-switched), c1 is round(conj(a1 G') k / P) for the Galois key's k instead,
+                # which hides a1 G' as a rounding-LWE sample, and coefficient 0 (N/2) is unchanged (negated).
+                conjugated = sealapi.Ciphertext(self._seal)
+                self._evaluator.complex_conjugate(projected, self._conjugation_keys, conjugated)
+                projected = conjugated
+            outputs.append(projected)
         header = {"scheme": SCHEME, "key_id": self.key_id, "preset": self.preset, "purpose": purpose.value}
-        return Envelope(EnvelopeKind.BLINDED, header, b"".join(parts)).to_bytes()
+        payload = self._compact(outputs, self._layout(purpose))
+        return Envelope(EnvelopeKind.BLINDED, header, payload).to_bytes()
 
-    def _blind(
-        self, product: sealapi.Ciphertext, factors: Sequence[int], thresholds: Sequence[float]
-    ) -> sealapi.Ciphertext:
-        """sum_j factors[j] (product - thresholds[j]) X^(j N/2): coefficient 0, and N/2 for a second check;
-        uniform in every other coefficient, re-randomised."""
-        result: sealapi.Ciphertext | None = None
-        for j, (factor, threshold) in enumerate(zip(factors, thresholds, strict=True)):
-            plain_factor, plain_threshold = sealapi.Plaintext(), sealapi.Plaintext()
+    def _norm(self, probe: _Opened) -> sealapi.Ciphertext:
+        """p conj(p), exactly: slot k holds |p_k|^2 (coefficient 0: sum_k |p_k|^2), every slot real.
+
+        Conjugating the probe itself (``complex_conjugate``) would cost key-switching noise of ~2% of |p|^2 at
+        the default preset, relative to Delta; the probe's own noise is ~5e-6. So the key switches are done on
+        products, at Delta^2: with p = (a0, a1) under s, conjugation maps it to y = (b0, b1) under s' = s(X^-1)
+        without any key switch (in NTT form, reversing each prime's values). Then
+        Dec(p) Dec'(y) = a0 Y + s a1 Y, Y = b0 + b1 s', and a_i Y is what conj(p (x) b_i), key-switched from
+        s' to s, decrypts to (the automorphism is an involution). Multiplying the second by (0, 1), an
+        encryption-shaped s, and adding gives Dec(p) conj(Dec(p)) up to ~1e-7.
+        """
+        mirrored = probe.polys[:, :, ::-1]
+        parts = []
+        for k in range(2):
+            plain = self._files.plaintext_from_ntt(self._seal, self._parms_id, mirrored[k].reshape(-1), self._scale)
+            product, switched = sealapi.Ciphertext(self._seal), sealapi.Ciphertext(self._seal)
+            self._evaluator.multiply_plain(probe.ciphertext, plain, product)
+            self._evaluator.complex_conjugate(product, self._conjugation_keys, switched)
+            parts.append(switched)
+        norm = sealapi.Ciphertext(self._seal)
+        self._evaluator.multiply(parts[1], self._secret_key_factor, norm)
+        self._evaluator.add_inplace(norm, parts[0])
+        self._evaluator.relinearize_inplace(norm, self._relin_keys)
+        return norm
+
+    def _shifted(self, product: sealapi.Ciphertext, value: float, *, factor: int = 1) -> sealapi.Ciphertext:
+        """factor (product - value), in place: value is in units of the constant coefficient, Delta^2 2/N."""
+        if factor != 1:
+            plain_factor = sealapi.Plaintext()
             self._encoder.encode(float(factor), product.parms_id(), 1.0, plain_factor)  # scale 1: no level used
-            part = sealapi.Ciphertext(self._seal)
-            self._evaluator.multiply_plain(product, plain_factor, part)
-            # A constant encoded in every slot is the constant polynomial: -factor * t * (2/N) * Delta^2.
-            self._encoder.encode(-factor * threshold * 2.0 / self._n, part.parms_id(), part.scale, plain_threshold)
-            self._evaluator.add_plain_inplace(part, plain_threshold)
-            if j == 1:  # to coefficient N/2
-                self._evaluator.multiply_plain_inplace(part, self._half.plain)
-            if result is None:
-                result = part
-            else:
-                self._evaluator.add_inplace(result, part)
-        assert result is not None
-        mask, zero = self._randomness(len(factors))
-        mask.scale = zero.scale = result.scale
-        self._evaluator.add_plain_inplace(result, mask)
-        self._evaluator.add_inplace(result, zero)
-        return result
+            self._evaluator.multiply_plain_inplace(product, plain_factor)
+        # A constant encoded in every slot is the constant polynomial.
+        plain_value = sealapi.Plaintext()
+        self._encoder.encode(-factor * value * 2.0 / self._n, product.parms_id(), product.scale, plain_value)
+        self._evaluator.add_plain_inplace(product, plain_value)
+        return product
 
-    def _compact(self, ciphertext: sealapi.Ciphertext, *, readouts: int) -> bytes:
-        """What decrypting coefficient 0 (and N/2) needs: per prime, sum(c0) (and <c0, w>), then c1.
+    def _rerandomised(self, ciphertext: sealapi.Ciphertext) -> sealapi.Ciphertext:
+        """``ciphertext`` plus a fresh encryption of zero: its c1 is then independent of how it was computed."""
+        zero = self._zeros.pop() if self._zeros else self._fresh_zero()
+        zero.scale = ciphertext.scale
+        self._evaluator.add_inplace(zero, ciphertext)
+        return zero
+
+    def _compact(self, ciphertexts: Sequence[sealapi.Ciphertext], layout: Sequence[int]) -> bytes:
+        """What decrypting coefficient 0 (and N/2) of each ciphertext needs: per prime, sum(c0) (and <c0, w>), then c1.
 
         Coefficient k of c0 + c1 s is N^-1 <c0 + c1 s, NTT(X^-k)> in NTT form (for k = 0 a plain sum), so c0's
-        values themselves are never needed: the authority receives strictly less than the ciphertext.
+        values themselves are never needed: the authority receives strictly less than the ciphertexts, and no
+        mask over the other coefficients could change what it receives.
         """
-        polys = ciphertext_polys(self._files.ciphertext_bytes(ciphertext), self._n, len(self._primes))
         out = []
-        for i, q in enumerate(self._primes):
-            sums = [sum_mod(polys[0, i], q)]
-            if readouts == 2:
-                sums.append(self._half.readout[i].dot(polys[0, i], q))
-            out.append(np.array(sums, dtype="<u8").tobytes() + polys[1, i].astype("<u8").tobytes())
+        for ciphertext, readouts in zip(ciphertexts, layout, strict=True):
+            c0, c1 = ciphertext_polys(self._files.ciphertext_bytes(ciphertext), self._n, len(self._primes))
+            for i, q in enumerate(self._primes):
+                sums = [sum_mod(c0[i], q)]
+                if readouts == 2:
+                    sums.append(self._half.readout[i].dot(c0[i], q))
+                out.append(np.array(sums, dtype="<u8").tobytes() + c1[i].astype("<u8").tobytes())
         return b"".join(out)
 
-    def replenish(self, count: int = 4, batch: int = 2) -> int:
-        """Precompute masks and encryptions of zero (each used once, then dropped) off the request path.
+    def _plane(self) -> sealapi.Plaintext:
+        return self._planes.pop() if self._planes else self._fresh_plane()
 
-        Keeps up to ``count`` of each kind: a verification takes one for the norm pair and one for the score,
-        an enrolment one for the norm pair; without a stock they are made on the spot (about 1 ms each).
-        Makes at most ``batch`` per call, so a worker topping up its stock between requests never holds the
-        next request back for long. Returns how many are in stock.
+    def _fresh_plane(self) -> sealapi.Plaintext:
+        """Two projections in one plaintext G with independent Gaussian real and imaginary parts per slot.
+
+        Coefficient 0 of p G is (2/N) Delta^2 sum_k Re(p_k G_k) and coefficient N/2 is (2/N) Delta^2
+        sum_k signs_k Im(p_k G_k): two projections of (Re p, Im p), independent for any p. On an honest
+        p = replicate(x) they are <x, fold(Re G)> and <x, fold(signs Im G)>; G is scaled so that the longer of
+        those two is 1, which keeps an honest probe within PROJECTION_BOUND.
         """
-        for _ in range(batch):
-            short = [readouts for readouts in (2, 1) if len(self._stock[readouts]) < count]
-            if not short:
-                break
-            readouts = min(short, key=lambda kind: len(self._stock[kind]))
-            self._stock[readouts].append(self._fresh_randomness(readouts))
-        return sum(len(stock) for stock in self._stock.values())
+        slots = self._n // 2
+        real, imaginary = secret_gaussians(2 * slots).reshape(2, slots)
+        longest = max(
+            float(np.linalg.norm(fold(real, self.dimension))),
+            float(np.linalg.norm(fold(self._half.signs * imaginary, self.dimension))),
+        )
+        plane = sealapi.Plaintext()
+        self._encoder.encode(((real + 1j * imaginary) / longest).tolist(), self._parms_id, self._scale, plane)
+        return plane
 
-    def _randomness(self, readouts: int) -> tuple[sealapi.Plaintext, sealapi.Ciphertext]:
-        try:
-            return self._stock[readouts].pop()
-        except IndexError:
-            return self._fresh_randomness(readouts)
-
-    def _fresh_randomness(self, readouts: int) -> tuple[sealapi.Plaintext, sealapi.Ciphertext]:
+    def _fresh_zero(self) -> sealapi.Ciphertext:
         zero = sealapi.Ciphertext(self._seal)
         self._encryptor.encrypt_zero(self._parms_id, zero)
-        return self._mask(self._product_scale, readouts=readouts), zero
+        return zero
 
-    def _mask(self, scale: float, *, readouts: int = 1, constants: Sequence[int] = (0, 0)) -> sealapi.Plaintext:
-        """Coefficient 0 (and N/2 when ``readouts`` is 2) fixed to ``constants``, every other uniform mod q.
+    def replenish(self, count: int = 4, batch: int | None = None) -> int:
+        """Make encryptions of zero and projection plaintexts (each used once, then dropped) off the request path.
 
-        Coefficient k is N^-1 <values, NTT(X^-k)>: N - readouts uniform values, and the last ones solving
-        those equations, give exactly that distribution. For two readouts, two positions where X^(N/2) is
-        +I and -I: x_a + x_b = N c0 - S and -I (x_a - x_b) = N c1 - T, so x_a - x_b = I (N c1 - T).
+        A verification takes one encryption of zero and a plaintext per two projections (an enrolment, which
+        has more projections, more plaintexts); without a stock they are made on the spot (about 1 ms and
+        0.3 ms each). Keeps up to ``count`` verifications' worth; makes at most ``batch`` per call (by default
+        one verification's worth), so a worker topping up its stock between requests never holds the next
+        request back for long. Returns how many verifications' worth are in stock.
         """
-        parts = []
-        for i, q in enumerate(self._primes):
-            values = uniform_mod(q, self._n).copy()
-            target0 = self._n * int(constants[0]) % q
-            if readouts == 1:
-                values[-1] = np.uint64((target0 - sum_mod(values[:-1], q)) % q)
+        planes = self.projections[Purpose.VERIFY] // 2
+        limit = 1 + planes if batch is None else batch
+        for _ in range(limit):
+            if len(self._zeros) * planes < len(self._planes) and len(self._zeros) < count:
+                self._zeros.append(self._fresh_zero())
+            elif len(self._planes) < count * planes:
+                self._planes.append(self._fresh_plane())
+            elif len(self._zeros) < count:
+                self._zeros.append(self._fresh_zero())
             else:
-                b = self._half.minus_i_at[i]
-                values[0] = values[b] = 0
-                rest_sum = sum_mod(values, q)
-                rest_weighted = self._half.readout[i].dot(values, q)
-                target1 = self._n * int(constants[1]) % q
-                total = (target0 - rest_sum) % q
-                difference = self._half.plus_i[i] * (target1 - rest_weighted) % q
-                values[0] = np.uint64((total + difference) * self._inverse_of_two[i] % q)
-                values[b] = np.uint64((total - difference) * self._inverse_of_two[i] % q)
-            parts.append(values)
-        return self._files.plaintext_from_ntt(self._seal, self._parms_id, np.concatenate(parts), scale)
+                break
+        return min(len(self._zeros), len(self._planes) // planes)
 
 
 class CkksAuthorityCipher(_CkksBase):
@@ -332,8 +429,8 @@ class CkksAuthorityCipher(_CkksBase):
         self._n_inverse = [pow(self._n, -1, q) for q in self._primes]
         self._modulus = math.prod(self._primes)
 
-    def _blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
-        """sign * r * (v - t) per check; decide() keeps the signs (``veilface.crypto.testing`` reads these)."""
+    def _values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
+        """What ``decide`` reads: |p|^2 - 1, the projections, then (verification) r (score - threshold)."""
         envelope = Envelope.from_bytes(blinded, kind=EnvelopeKind.BLINDED)
         envelope.expect(scheme=SCHEME, key_id=self.key_id, preset=self.preset, extra=("purpose",))
         try:
@@ -347,19 +444,23 @@ class CkksAuthorityCipher(_CkksBase):
             )
         primes = len(self._primes)
         words = np.frombuffer(envelope.payload, dtype="<u8")
-        pair_words = primes * (2 + self._n)
-        # The norm pair was blinded as norm + conj(norm), twice the norm: halve to undo it.
-        values = [value / 2.0 for value in self._read(words[:pair_words].reshape(primes, 2 + self._n), 2)]
-        if purpose is Purpose.VERIFY:
-            values += self._read(words[pair_words:].reshape(primes, 1 + self._n), 1)
-        return purpose, values
+        read: list[float] = []
+        offset = 0
+        for readouts in self._layout(purpose):
+            length = primes * (readouts + self._n)
+            read += self._read(words[offset : offset + length].reshape(primes, readouts + self._n), readouts)
+            offset += length
+        if purpose is Purpose.ENROL:
+            return purpose, read
+        # The score was read doubled (the product plus its conjugate).
+        return purpose, [read[1], *read[2:], read[0] / 2.0]
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
-        purpose, values = self._blinded_values(blinded)
-        return purpose, outcome_from_values(purpose, values)
+        purpose, values = self._values(blinded)
+        return purpose, outcome_from_values(purpose, values, self.projections[purpose])
 
     def _read(self, ciphertext: np.ndarray, readouts: int) -> list[float]:
-        """sign * r * (v - t) from coefficient 0 (and N/2) of the decryption, computed exactly.
+        """Coefficient 0 (and N/2) of the decryption, exactly, in units of Delta^2 2/N.
 
         Decryption is m = c0 + c1 * s in NTT form; coefficient 0 of m is N^-1 times the sum of its N values,
         N^-1 (sum(c0) + <c1, s>), and coefficient N/2 is N^-1 (<c0, w> + <c1, s * w>) with w = NTT(X^-(N/2)):

@@ -6,7 +6,9 @@ settings can select it: only code that constructs it explicitly (tests, benchmar
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,17 +16,20 @@ import numpy as np
 from ._envelope import Envelope, EnvelopeKind
 from ._errors import InvalidCiphertextError
 from ._protocol import (
-    NORM_GAIN,
     Outcome,
     Purpose,
     blinding_factor,
     checks_for,
     outcome_from_values,
     prepare_embedding,
+    projection_counts,
+    secret_gaussians,
 )
 
 SCHEME = "plaintext"
 PRESET = "plaintext-insecure"
+# Floats do not wrap around, so the fewest projections do; they are checked all the same.
+PROJECTIONS = projection_counts(math.inf)
 
 
 class _PlainBase:
@@ -69,38 +74,60 @@ class PlaintextClientCipher(_PlainBase):
 
 
 class PlaintextMatcherCipher(_PlainBase):
+    projections = PROJECTIONS
+
     def check(self, ciphertext: bytes) -> None:
         self._open(ciphertext)
 
     def blind_norm(self, template: bytes) -> bytes:
-        vector = self._open(template)
-        return self._blinded(Purpose.ENROL, [NORM_GAIN * float(vector @ vector)] * 2, None)
+        return self._blinded(Purpose.ENROL, self._open(template), None, None)
 
     def compare(self, template: bytes, probe: bytes, threshold: float) -> bytes:
-        stored, fresh = self._open(template), self._open(probe)
-        norm = NORM_GAIN * float(fresh @ fresh)
-        return self._blinded(Purpose.VERIFY, [norm, norm, float(stored @ fresh)], threshold)
+        return self._blinded(Purpose.VERIFY, self._open(probe), self._open(template), threshold)
 
-    def _blinded(self, purpose: Purpose, values: list[float], threshold: float | None) -> bytes:
+    def _blinded(
+        self,
+        purpose: Purpose,
+        probe: np.ndarray,
+        template: np.ndarray | None,
+        threshold: float | None,
+        factors: Sequence[int] | None = None,
+    ) -> bytes:
+        """As the CKKS matcher: |x|^2 - 1, projections onto fresh secret unit Gaussian directions, and for a
+        verification the blinded score."""
         checks = checks_for(purpose, threshold)
-        factors = [blinding_factor(bits) for _, _, bits in checks]
-        blinded = [sign * r * (v - t) for v, (sign, t, _), r in zip(values, checks, factors, strict=True)]
+        if factors is None:
+            factors = [blinding_factor(limit) for _, _, limit in checks]
+        if len(factors) != len(checks):
+            raise ValueError(f"expected {len(checks)} blinding factors, got {len(factors)}")
+        count = self.projections[purpose]
+        directions = secret_gaussians(count * self.dimension).reshape(count, self.dimension)
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        values = [float(probe @ probe) - 1.0, *(directions @ probe).tolist()]
+        if template is not None:
+            (sign, cut, _), factor = checks[0], factors[0]
+            values.append(sign * factor * (float(template @ probe) - cut))
         header = {"scheme": SCHEME, "key_id": self.key_id, "preset": PRESET, "purpose": purpose.value}
-        return Envelope(EnvelopeKind.BLINDED, header, np.asarray(blinded, dtype="<f8").tobytes()).to_bytes()
+        return Envelope(EnvelopeKind.BLINDED, header, np.asarray(values, dtype="<f8").tobytes()).to_bytes()
 
 
 class PlaintextAuthorityCipher(_PlainBase):
-    def _blinded_values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
+    projections = PROJECTIONS
+
+    def _values(self, blinded: bytes) -> tuple[Purpose, list[float]]:
         envelope = Envelope.from_bytes(blinded, kind=EnvelopeKind.BLINDED)
         envelope.expect(scheme=SCHEME, key_id=self.key_id, preset=PRESET, extra=("purpose",))
         try:
             purpose = Purpose(envelope.header.get("purpose"))
         except ValueError:
             raise InvalidCiphertextError("blinded result has an unknown purpose", field="purpose") from None
-        if len(envelope.payload) != 8 * purpose.checks:
+        if len(envelope.payload) != 8 * purpose.values(self.projections[purpose]):
             raise InvalidCiphertextError("blinded result has the wrong length", field="size")
-        return purpose, np.frombuffer(envelope.payload, dtype="<f8").tolist()
+        values = np.frombuffer(envelope.payload, dtype="<f8")
+        if not np.all(np.isfinite(values)):
+            raise InvalidCiphertextError("blinded result is not finite", field="ciphertext")
+        return purpose, values.tolist()
 
     def decide(self, blinded: bytes) -> tuple[Purpose, Outcome]:
-        purpose, values = self._blinded_values(blinded)
-        return purpose, outcome_from_values(purpose, values)
+        purpose, values = self._values(blinded)
+        return purpose, outcome_from_values(purpose, values, self.projections[purpose])

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._errors import ConfigurationError
-
-MAX_BLINDING_BITS = 10  # r is drawn log-uniformly from [1, 2**10]
+from ._protocol import NORM_TOLERANCE, SCORE_BLINDING_LIMIT
 
 # HomomorphicEncryption.org security standard, 128-bit classical, ternary secret: max total log q per N.
 HE_STANDARD_128_MAX_LOG_Q: dict[int, int] = {
@@ -25,7 +24,7 @@ class Preset:
 
     The last coefficient modulus is SEAL's special (key-switching) prime; the others are data primes.
     The comparison multiplies two ciphertexts once and never rescales, so the product's scale
-    ``2**(2*scale_bits)`` must fit the data primes with room for ``r * |s - tau| * 2/N`` (r <= 1024).
+    ``2**(2*scale_bits)`` must fit the data primes with room for ``2 r |s - tau| 2/N`` (r <= 1000).
     """
 
     name: str
@@ -55,10 +54,11 @@ class Preset:
         """Return self if usable; raise if insecure (unless allowed) or arithmetically unsound."""
         if len(self.coeff_mod_bit_sizes) < 2:
             raise ConfigurationError(f"preset {self.name}: needs at least one data prime and a special prime")
-        # r * (s - tau) * 2/N * Delta^2 with r <= 2^10, |s - tau| <= 2 must stay below q/2.
-        log_n = self.poly_modulus_degree.bit_length() - 1
-        largest_blinded_bits = 2 * self.scale_bits + MAX_BLINDING_BITS + 1 + 1 - log_n
-        if largest_blinded_bits >= self.data_log_q - 1:
+        # The score is read doubled, 2 r (s - tau) Delta^2 2/N, with r <= SCORE_BLINDING_LIMIT and
+        # |s - tau| <= 2 + eps for any probe and template that pass the norm check: below q/2, with room for
+        # noise (q is a prime just below 2^data_log_q).
+        largest = 2 * SCORE_BLINDING_LIMIT * (2 + NORM_TOLERANCE) * 2.0 ** (2 * self.scale_bits + 1)
+        if largest >= 0.999 * 2.0 ** (self.data_log_q - 1) * self.poly_modulus_degree:
             raise ConfigurationError(
                 f"preset {self.name}: scale 2^{self.scale_bits} leaves no room in the data primes "
                 f"({self.data_log_q} bits) for the blinded comparison"

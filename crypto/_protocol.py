@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import secrets
 from collections.abc import Sequence
 from enum import Enum
@@ -11,24 +12,25 @@ from typing import Any, Protocol
 import numpy as np
 
 from ._errors import InvalidCiphertextError, InvalidEmbeddingError
-from ._presets import MAX_BLINDING_BITS
 
-# A probe or template must have 1 - eps <= |x|^2 <= 1 + eps. Scaling by 1.2 gives 1.44, by 1.02 gives 1.04.
-# The check's own error (std 2e-4 to 1e-3, up to 8.7e-3 for embeddings dominated by one component, measured
-# over 200-1,000 probes) must stay well inside eps, so eps = 0.02: a probe scaled by up to 1.01 passes.
+# What the authority reads per request, and what it refuses:
+#
+# - |x|^2 - 1 for the probe (or template): its squared norm, over real and imaginary parts of every slot,
+#   must be within NORM_TOLERANCE of 1. Scaling by 1.2 gives 1.44, by 1.02 gives 1.04; a probe scaled by up
+#   to 1.01 passes. By Cauchy-Schwarz the score of a probe that passes (without a wrap, below) is at most
+#   what the honest direction scores. Not blinded: for every honest probe it is 0 up to the encryption's noise.
+# - projections <x, g> onto fresh secret Gaussian directions g, each scaled so that its part in the subspace
+#   honest embeddings span has unit norm: by Cauchy-Schwarz an honest |<x, g>| is at most |x|, within
+#   PROJECTION_BOUND. Not blinded either: g is secret and fresh, so their distribution is the same whatever x.
+# - r (score - threshold), with r log-uniform in [1, SCORE_BLINDING_LIMIT]: the sign decides.
+#
+# Any value larger than an honest input can make is refused: that catches values that wrapped around q.
 NORM_TOLERANCE = 0.02
-# The norm check compares c |p|^2 with c (1 +- eps): the matcher scales the probe by the integer c before
-# conjugating it, so the conjugation's key-switching noise (q/P = 2^11 at N=4096) shrinks c times relative
-# to the value (std of |p|^2 at c = 64: 1.8e-4 at 512-D, 1.0e-3 at 128-D, over 300 and 1,000 probes). Values live
-# mod q: in units of Delta^2 2/N the modulus is M = q / 2^47 ~ 8192 at N=4096, so |p|^2 - 1 that is a
-# multiple of M / c wraps to ~0 and passes. A larger c shrinks that period (c = 64: |p|^2 = 129, a probe
-# scaled by 11.36), which is why c stays small; the larger preset has M = 2^52. See README, known limits.
-NORM_GAIN = 64
-NORM_BLINDING_BITS = 4  # r for the norm checks: [1, 16]; what it blurs, |p|^2 - 1, is ~0 for every honest probe
-# Largest |r (v - t)| an honest value can have.
 _SLACK = 1e-3
-NORM_VALUE_BOUND = (1 << NORM_BLINDING_BITS) * NORM_GAIN * (2 * NORM_TOLERANCE + _SLACK)
-SCORE_VALUE_BOUND = (1 << MAX_BLINDING_BITS) * (2 + 2 * NORM_TOLERANCE + _SLACK)
+PROJECTION_BOUND = math.sqrt(1.0 + NORM_TOLERANCE) + _SLACK
+# A CKKS score is read doubled (see _ckks): 2 r |s - t| <= 2 * 1000 * (2 + 2 eps) stays below q/2 = 4096 units.
+SCORE_BLINDING_LIMIT = 1000
+SCORE_VALUE_BOUND = SCORE_BLINDING_LIMIT * (2 + 2 * NORM_TOLERANCE + _SLACK)
 
 
 class Outcome(str, Enum):
@@ -39,14 +41,50 @@ class Outcome(str, Enum):
 
 
 class Purpose(str, Enum):
-    """Why the matcher asks: an enrolment's norm check, or a verification (norm check and score)."""
+    """Why the matcher asks: an enrolment's checks, or a verification (the same checks and the score)."""
 
     ENROL = "enrol"
     VERIFY = "verify"
 
     @property
     def checks(self) -> int:
-        return 2 if self is Purpose.ENROL else 3
+        """Values besides the projections: the norm, and for a verification the score. (The authority service
+        caps a blinded result at ``Purpose.VERIFY.checks`` full ciphertexts; the compact forms stay below.)"""
+        return 1 if self is Purpose.ENROL else 2
+
+    def values(self, projections: int) -> int:
+        """Values the authority reads: the norm, ``projections`` projections, then (verification) the score."""
+        return self.checks + projections
+
+
+# Values live mod q, so a crafted probe whose squared norm is 1 + k M (M the norm's period, q over the unit of
+# the readout) passes the norm check. Such a probe is at least sqrt(1 + M) long, and a fresh secret Gaussian
+# projection <p, g> of it is N(0, |p|^2 |g|^2) whatever its direction, while an honest one stays within
+# PROJECTION_BOUND: it passes one projection with probability erf(sqrt(d (1 + eps) / (2 (1 + M)))) (d the
+# dimension honest embeddings span). Independent projections multiply; PROJECTION_RATE is the rate aimed at
+# for PROJECTION_DIMENSION, the largest model dimension (dlib: 128, ArcFace: 512). An enrolment aims lower:
+# a wolf template that gets in stays, and matches whoever verifies against it.
+PROJECTION_RATE = {Purpose.VERIFY: 2e-3, Purpose.ENROL: 1e-4}
+PROJECTION_DIMENSION = 512
+
+
+def wrap_pass_rate(dimension: int, period: float) -> float:
+    """Probability that a probe of squared norm 1 + period passes one projection check."""
+    return math.erf(math.sqrt(dimension * (1.0 + NORM_TOLERANCE) / (2.0 * (1.0 + period))))
+
+
+def projection_counts(period: float) -> dict[Purpose, int]:
+    """How many projections a request carries, per purpose: the smallest even count (two are read per
+    ciphertext) that brings a wrapped probe's pass rate to PROJECTION_RATE at PROJECTION_DIMENSION; at
+    least two."""
+    rate = wrap_pass_rate(PROJECTION_DIMENSION, period)
+    counts = {}
+    for purpose, target in PROJECTION_RATE.items():
+        count = 2
+        while rate**count > target:
+            count += 2
+        counts[purpose] = count
+    return counts
 
 
 def prepare_embedding(embedding: Any, dimension: int) -> np.ndarray:
@@ -67,41 +105,49 @@ def prepare_embedding(embedding: Any, dimension: int) -> np.ndarray:
     return vector / norm
 
 
-def blinding_factor(bits: int = MAX_BLINDING_BITS) -> int:
-    """A fresh r, log-uniform in [1, 2**bits], from the operating system's CSPRNG."""
+def blinding_factor(limit: int = SCORE_BLINDING_LIMIT) -> int:
+    """A fresh r, log-uniform in [1, limit], from the operating system's CSPRNG."""
     u = secrets.randbits(53) / float(1 << 53)
-    return max(1, min(1 << bits, int(2.0 ** (u * bits))))
+    return max(1, min(limit, int(limit**u)))
+
+
+def secret_gaussians(count: int) -> np.ndarray:
+    """``count`` independent standard normal values from os.urandom (Box-Muller), never from numpy's generators."""
+    pairs = (count + 1) // 2
+    words = np.frombuffer(os.urandom(8 * pairs), dtype="<u4")
+    uniform = (words.astype(np.float64) + 0.5) / float(1 << 32)  # in (0, 1): the logarithm is finite
+    radius = np.sqrt(-2.0 * np.log(uniform[:pairs]))
+    angle = 2.0 * np.pi * uniform[pairs:]
+    return np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:count]
 
 
 def checks_for(purpose: Purpose, threshold: float | None) -> list[tuple[int, float, int]]:
-    """(sign, t, bits of r) per blinded value; a value sign * r * (v - t) > 0 means the check passed.
-
-    Order: c |p|^2 > c (1 - eps), c |p|^2 < c (1 + eps), then (for verification) score > threshold.
-    """
-    checks = [
-        (1, NORM_GAIN * (1.0 - NORM_TOLERANCE), NORM_BLINDING_BITS),
-        (-1, NORM_GAIN * (1.0 + NORM_TOLERANCE), NORM_BLINDING_BITS),
-    ]
-    if purpose is Purpose.VERIFY:
-        if threshold is None or not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
-            raise InvalidEmbeddingError("threshold must be a finite cosine similarity in [-1, 1]")
-        checks.append((1, float(threshold), MAX_BLINDING_BITS))
-    return checks
+    """(sign, t, limit of r) per blinded value, sign * r * (v - t) > 0 meaning the check passed: for a
+    verification the score's (score > threshold); an enrolment blinds nothing."""
+    if purpose is Purpose.ENROL:
+        return []
+    if threshold is None or not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
+        raise InvalidEmbeddingError("threshold must be a finite cosine similarity in [-1, 1]")
+    return [(1, float(threshold), SCORE_BLINDING_LIMIT)]
 
 
-def outcome_from_values(purpose: Purpose, values: Sequence[float]) -> Outcome:
-    """One decision from the blinded values: their signs, and bounds that catch wrapped-around values."""
-    if len(values) != purpose.checks:
+def outcome_from_values(purpose: Purpose, values: Sequence[float], projections: int) -> Outcome:
+    """One decision from what the authority read: the norm within its tolerance, every projection within its
+    bound, then the score's sign, refusing a score larger than an honest one can be (a wrapped-around one)."""
+    if len(values) != purpose.values(projections):
         raise InvalidCiphertextError(
-            f"expected {purpose.checks} blinded values for {purpose.value}, got {len(values)}", field="checks"
+            f"expected {purpose.values(projections)} values for {purpose.value}, got {len(values)}", field="checks"
         )
-    if not all(0.0 < value <= NORM_VALUE_BOUND for value in values[:2]):
+    if not abs(values[0]) <= NORM_TOLERANCE:
+        return Outcome.NOT_NORMALISED
+    if not all(abs(value) <= PROJECTION_BOUND for value in values[1 : 1 + projections]):
         return Outcome.NOT_NORMALISED
     if purpose is Purpose.ENROL:
         return Outcome.NORMALISED
-    if abs(values[2]) > SCORE_VALUE_BOUND:
+    score = values[-1]
+    if not abs(score) <= SCORE_VALUE_BOUND:
         return Outcome.NOT_NORMALISED
-    return Outcome.MATCH if values[2] > 0.0 else Outcome.NO_MATCH
+    return Outcome.MATCH if score > 0.0 else Outcome.NO_MATCH
 
 
 class ClientCipher(Protocol):

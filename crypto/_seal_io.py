@@ -137,6 +137,19 @@ class SealFiles:
         self.load(plain, context, self.header(len(body)) + body)
         return plain
 
+    def ciphertext_from_ntt(
+        self, context: Any, parms_id: list[int], polys: np.ndarray, scale: float
+    ) -> sealapi.Ciphertext:
+        """A ciphertext in NTT form with the given parts, shape (size, rns_primes, N) of uint64 below the primes."""
+        size, rns_primes, n = polys.shape
+        data = np.ascontiguousarray(polys, dtype="<u8").tobytes()
+        dyn = _DYN_SIZE.pack(polys.size) + data
+        dyn = self.header(len(dyn)) + dyn
+        body = _CT_MEMBERS.pack(*parms_id, 1, size, n, rns_primes, scale, 1) + dyn
+        ciphertext = sealapi.Ciphertext(context)
+        self.load(ciphertext, context, self.header(len(body)) + body)
+        return ciphertext
+
 
 def ciphertext_size(poly_modulus_degree: int, rns_primes: int, polys: int = 2) -> int:
     """Exact length of an uncompressed SEAL ciphertext."""

@@ -219,6 +219,8 @@ class KeyRecoveryAttacker:
     authority compares with the threshold is then (a + beta s_j) / sqrt(U), while the probe's squared norm
     stays within 1 +- eps (s has ~2N/3 non-zero coefficients). With a / sqrt(U) = tau - delta and tau + delta,
     delta half the secret's share, two one-bit answers give s_j in {-1, 0, 1}: 2N answers give the key.
+    Issue 15's projections do not stop it: both ciphertexts are unit length (the template is even an honest
+    replicated vector, all components equal), and projections only refuse what is far longer than that.
     Only the default preset's single data prime is handled.
     """
 
@@ -237,6 +239,7 @@ class KeyRecoveryAttacker:
         self._files = SealFiles()
         self._header = {
             "scheme": "ckks",
+            "encoding": "replicated",
             "key_id": public.key_id,
             "model_id": MODEL_ID,
             "dimension": DIMENSION,

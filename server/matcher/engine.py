@@ -71,6 +71,6 @@ class MatcherEngine:
 
     async def compare(self, template: bytes, probe: bytes, threshold: float) -> bytes:
         result: bytes = await self._runner.call("compare", template, probe, threshold)
-        # Refill the masks and encryptions of zero this used while the service waits for the authority.
+        # Refill the projection planes and encryption of zero this used while the service waits for the authority.
         self._runner.background("replenish")
         return result
