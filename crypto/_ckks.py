@@ -1,4 +1,4 @@
-"""CKKS ciphers: the constant-coefficient comparison of DESIGN.md section 3, and the checks that keep a crafted
+"""CKKS ciphers: the constant-coefficient comparison of docs/design.md §3, and the checks that keep a crafted
 plaintext from forging a match.
 
 A CKKS plaintext m(X) mod X^N + 1 holds N/2 slots, its evaluations at the primitive 2N-th roots (scaled by

@@ -48,7 +48,7 @@ def correlated_pairs(seed: int, count: int, dim: int) -> Iterator[tuple[np.ndarr
     yield from zip(a, b, strict=True)
 
 
-# Tolerance on |decrypted score - numpy score|: DESIGN.md measured ~6e-6 at N=4096; the larger preset is
+# Tolerance on |decrypted score - numpy score|: docs/design.md §7 gives 7.6e-6 at N=4096; the larger preset is
 # far more precise.
 TOLERANCE = {"ckks-n4096-q60-49-d29": 2e-5, "ckks-n8192-q60-60-60-d40": 1e-7}
 
