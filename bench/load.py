@@ -6,8 +6,10 @@ Both deployments run at once on loopback under the same fresh keys: the encrypte
 worker processes, authority) and the plaintext stand-in (same services code, ciphers replaced). Each
 request sends a fresh encryption of a genuine-like or impostor embedding of a few enrolled subjects, so
 every answer's bit can be checked: the matcher answers a probe's bytes once (docs/design.md §2.6), as a
-device encrypts every capture afresh. The client thread encrypts just before it sends, outside the
-request's latency (this measures the server); the CPU it spends is in ``generator_cpu_share``.
+device encrypts every capture afresh. A client encrypts on its own device, not on the matcher's cores, so
+the probes of a segment are encrypted before its clock starts (about twice what the warm-up's rate says the
+segment will send), each sent once; a client thread that runs out encrypts the rest in the window
+(``probes_encrypted_in_window``, then in ``generator_cpu_share``).
 C threads, each with its own keep-alive HTTP connection, send verifications back to back for S seconds
 per deployment, in four segments of S/2 ordered encrypted, plaintext, plaintext, encrypted so that drift
 on the machine hits both alike, after a warm-up that is not counted. Latency is per request as the
@@ -58,7 +60,7 @@ WARMUP_S = 1.0
 WORKER_START_RUNS = 3
 ISSUE_7 = {"throughput_ratio": 0.7, "p99_ms": 30.0, "worker_start_s": 1.0}
 SEGMENTS = ("encrypted", "plaintext", "plaintext", "encrypted")
-PER_DEPLOYMENT = ("elapsed_s", "generator_cpu_share", "segments_rps")
+PER_DEPLOYMENT = ("elapsed_s", "generator_cpu_share", "segments_rps", "probes_encrypted_in_window")
 
 
 @dataclass(frozen=True)
@@ -115,24 +117,48 @@ class Segment:
     samples: list[Sample]
     elapsed_s: float
     generator_cpu_s: float  # CPU time of this process (the load generator) meanwhile, all threads
+    encrypted_in_window: int = 0  # probes the pool did not hold, encrypted while the clock ran
 
 
-def drive(url: str, token: str, requests: list[Request], *, clients: int, seconds: float) -> Segment:
-    """``clients`` threads sending verifications back to back until ``seconds`` pass."""
+Pool = list[tuple[Request, bytes]]
+
+
+def encrypt_pools(requests: list[Request], *, clients: int, pooled: int) -> list[Pool]:
+    """``pooled`` fresh probes per client thread, in the order :func:`drive` sends them."""
+    return [
+        [(request, request.probe()) for request in (requests[(i + k * clients) % len(requests)] for k in range(pooled))]
+        for i in range(clients)
+    ]
+
+
+def drive(
+    url: str, token: str, requests: list[Request], *, clients: int, seconds: float, pools: list[Pool] | None = None
+) -> Segment:
+    """``clients`` threads sending verifications back to back until ``seconds`` pass: first the probes of
+    ``pools`` (encrypted beforehand, each sent once), then probes encrypted in the window."""
     samples: list[Sample] = []
     lock = threading.Lock()
+    pools = [list(pool) for pool in pools] if pools else [[] for _ in range(clients)]
+    pooled = len(pools[0])
+    in_window = [0] * clients
     cpu_started = time.process_time()
     started = time.perf_counter()
     deadline = started + seconds
 
     def client(index: int) -> None:
         mine: list[Sample] = []
+        pool = pools[index]
+        pool.reverse()
         with httpx.Client(base_url=url, headers=bearer(token), timeout=30.0) as http:
-            turn = index
+            turn = index + pooled * clients
             while time.perf_counter() < deadline:
-                request = requests[turn % len(requests)]
-                turn += clients
-                probe = request.probe()
+                if pool:
+                    request, probe = pool.pop()
+                else:
+                    request = requests[turn % len(requests)]
+                    turn += clients
+                    probe = request.probe()
+                    in_window[index] += 1
                 sent = time.perf_counter()
                 try:
                     response = http.post(
@@ -154,7 +180,7 @@ def drive(url: str, token: str, requests: list[Request], *, clients: int, second
         thread.start()
     for thread in threads:
         thread.join()
-    return Segment(samples, time.perf_counter() - started, time.process_time() - cpu_started)
+    return Segment(samples, time.perf_counter() - started, time.process_time() - cpu_started, sum(in_window))
 
 
 @dataclass
@@ -206,6 +232,7 @@ def summary(segments: list[Segment]) -> dict[str, Any]:
         "elapsed_s": round(elapsed, 3),
         # Share of one core the load generator itself used: it runs on the same cores as the services.
         "generator_cpu_share": round(sum(segment.generator_cpu_s for segment in segments) / elapsed, 3),
+        "probes_encrypted_in_window": sum(segment.encrypted_in_window for segment in segments),
         "segments_rps": [
             round(sum(sample.status == 200 for sample in segment.samples) / segment.elapsed_s, 2)
             for segment in segments
@@ -263,17 +290,22 @@ def run_load(*, clients: int, seconds: float, workers: int, progress: Progress =
         ) as deployed:
             rss_start = {name: tree_rss_mb(p.services.matcher.pid) for name, p in deployed.pipelines.items()}
             work = _enrol(deployed, rng)
+            pooled: dict[str, int] = {}
             for name, pipeline in deployed.pipelines.items():
                 step(f"warm-up {name}", WARMUP_S)
-                drive(pipeline.services.matcher_url, deployed.token, work[name], clients=clients, seconds=WARMUP_S)
+                warm = drive(
+                    pipeline.services.matcher_url, deployed.token, work[name], clients=clients, seconds=WARMUP_S
+                )
+                # Twice what the warm-up's rate says a segment sends, per client thread.
+                pooled[name] = int(2 * len(warm.samples) / warm.elapsed_s * seconds / 2 / clients) + 8
             measured = {name: Measured() for name in deployed.pipelines}
             for name in SEGMENTS:
                 step(name, seconds / 2)
                 pipeline = deployed.pipelines[name]
+                url = pipeline.services.matcher_url
+                pools = encrypt_pools(work[name], clients=clients, pooled=pooled[name])
                 with measured[name].watching(pipeline.services):
-                    segment = drive(
-                        pipeline.services.matcher_url, deployed.token, work[name], clients=clients, seconds=seconds / 2
-                    )
+                    segment = drive(url, deployed.token, work[name], clients=clients, seconds=seconds / 2, pools=pools)
                 measured[name].segments.append(segment)
             running = deployed.pipelines
             rss_end = {name: tree_rss_mb(p.services.matcher.pid) for name, p in running.items()}
