@@ -10,6 +10,7 @@ face, new bytes). ``veilface bench crafted`` sends them to real services; the cr
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import shutil
@@ -43,7 +44,8 @@ class Attacker:
         self._encoder = sealapi.CKKSEncoder(self._seal)
         self._encryptor = sealapi.Encryptor(self._seal, context.public_key().data)
         self._evaluator = sealapi.Evaluator(self._seal)
-        self._dir = tempfile.mkdtemp(prefix="veilface-attacker-")
+        self._dir = tempfile.mkdtemp(prefix="veilface-attacker-")  # private (0700): SEAL saves through files
+        atexit.register(shutil.rmtree, self._dir, True)
         self._count = 0
         self.dimension = dimension
         self.copies = self.n // 2 // dimension
