@@ -57,6 +57,11 @@ Enrolments = Annotated[int, typer.Option(min=1, help="Acknowledged enrolments in
 Kills = Annotated[int, typer.Option(min=1, help="SIGKILLs of the matcher's process group.")]
 LoadClients = Annotated[int, typer.Option(min=1, help="Concurrent clients in the steady load.")]
 LoadSeconds = Annotated[float, typer.Option(min=1, help="Seconds of steady load after warm-up.")]
+PairsCsv = Annotated[
+    Path, typer.Option("--pairs", help="Labelled pairs CSV (image_a,image_b,same) to draw faces from.")
+]
+Tries = Annotated[int, typer.Option(min=1, help="Verifications per attack and per limit.")]
+HonestTries = Annotated[int, typer.Option(min=1, help="Honest verifications (the pairs replicated).")]
 CrashDatabase = Annotated[
     str,
     typer.Option(
@@ -239,3 +244,29 @@ def crash(
         )
     emit(report, markdown=bench.crash_markdown, json_path=json_path)
     raise typer.Exit(1 if bench.crash_problems(report) else 0)
+
+
+@bench_app.command("crafted")
+def crafted(
+    pairs: PairsCsv,
+    root: Root = None,
+    tries: Tries = 100,
+    honest_tries: HonestTries = 10_000,
+    clients: Clients = 4,
+    workers: Workers = 2,
+    json_path: JsonPath = None,
+) -> None:
+    """Crafted probes and templates of a modified client, replays and honest probes against real services."""
+    from veilface.bench import crafted as bench
+
+    with reported(), progress_bar() as progress:
+        report = bench.run_crafted(
+            pairs,
+            root=root,
+            tries=tries,
+            honest_tries=honest_tries,
+            clients=clients,
+            workers=workers,
+            progress=progress,
+        )
+    emit(report, markdown=bench.markdown, json_path=json_path)

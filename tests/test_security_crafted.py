@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import tenseal as ts
-import tenseal.sealapi as sealapi
 
 import veilface.crypto as vc
+from veilface.bench.harness.attacks import (
+    PROBE_ATTACKS,
+    WOLF_ATTACKS,
+    Attacker,
+    Craft,
+    unit,
+    with_cosine,
+)
 from veilface.crypto import _protocol
-from veilface.crypto._seal_io import SealFiles
 from veilface.crypto.testing import blinded_values
 
 MODEL = "crafted-test"
@@ -34,54 +39,6 @@ TRIES_PER_TARGET = 15
 TARGETS = {128: 20, 512: 40}
 # Honest decisions may differ from numpy only this close to the threshold (measured: ~5e-6 at most).
 ERROR_BOUND = 2e-5
-
-
-class Attacker:
-    """A modified client: encrypts any slot vector under the public key, with a valid envelope."""
-
-    def __init__(self, public: vc.KeyBundle, dimension: int) -> None:
-        context = ts.context_from(public.context)
-        self._seal = context.seal_context().data
-        parms = self._seal.first_context_data().parms()
-        self.n: int = parms.poly_modulus_degree()
-        self.scale = 2.0 ** vc.get_preset(public.preset).scale_bits
-        self._encoder = sealapi.CKKSEncoder(self._seal)
-        self._encryptor = sealapi.Encryptor(self._seal, context.public_key().data)
-        self._files = SealFiles()
-        self.dimension = dimension
-        self.copies = self.n // 2 // dimension
-        # What wraps: the data modulus in units of a product's constant coefficient, Delta^2 2/N. Public.
-        self.period = math.prod(m.value() for m in parms.coeff_modulus()) * self.n / (2 * self.scale**2)
-        self.header = {
-            "scheme": "ckks",
-            "encoding": "replicated",
-            "key_id": public.key_id,
-            "model_id": MODEL,
-            "dimension": dimension,
-            "preset": public.preset,
-        }
-
-    def encrypt(self, slots: np.ndarray) -> bytes:
-        plain, ciphertext = sealapi.Plaintext(), sealapi.Ciphertext(self._seal)
-        self._encoder.encode(np.asarray(slots, dtype=complex).tolist(), self.scale, plain)
-        self._encryptor.encrypt(plain, ciphertext)
-        payload = self._files.ciphertext_bytes(ciphertext)
-        return vc.Envelope(vc.EnvelopeKind.EMBEDDING, self.header, payload).to_bytes()
-
-    def replicated(self, x: np.ndarray) -> np.ndarray:
-        """The honest client's slots for x (its encoding is public)."""
-        return np.tile(x, self.copies) / math.sqrt(self.copies)
-
-    def outside(self, energy: float, rng: np.random.Generator) -> np.ndarray:
-        """Real slots carrying ``energy`` where no replicated vector lives: the copies disagree (and sum to 0)."""
-        v = rng.normal(size=self.n // 2)
-        per_copy = v.reshape(self.copies, self.dimension)
-        v = (per_copy - per_copy.mean(axis=0)).reshape(-1)
-        return v * math.sqrt(energy) / np.linalg.norm(v)
-
-    def anywhere(self, energy: float, rng: np.random.Generator) -> np.ndarray:
-        v = rng.normal(size=self.n // 2)
-        return v * math.sqrt(energy) / np.linalg.norm(v)
 
 
 @dataclass
@@ -98,7 +55,7 @@ def deployment_for(preset: str, dimension: int) -> Deployment:
         vc.CkksClientCipher(keys.public, model_id=MODEL, dimension=dimension),
         vc.CkksMatcherCipher(keys.evaluation, model_id=MODEL, dimension=dimension),
         vc.CkksAuthorityCipher(keys.secret),
-        Attacker(keys.public, dimension),
+        Attacker(keys.public, MODEL, dimension),
     )
 
 
@@ -107,36 +64,11 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
     return deployment_for(vc.DEFAULT_PRESET, request.param)
 
 
-def unit(rng: np.random.Generator, dimension: int) -> np.ndarray:
-    v = rng.normal(size=dimension)
-    return v / np.linalg.norm(v)
-
-
-def with_cosine(x: np.ndarray, cosine: float, rng: np.random.Generator) -> np.ndarray:
-    """A unit vector whose cosine with the unit vector x is exactly ``cosine``."""
-    other = rng.normal(size=len(x))
-    other -= (other @ x) * x
-    return cosine * x + math.sqrt(1 - cosine**2) * other / np.linalg.norm(other)
-
-
 def targets_and_impostors(seed: int, dimension: int) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
     rng = np.random.default_rng(seed)
     for _ in range(TARGETS[dimension]):
         x = unit(rng, dimension)
         yield x, [with_cosine(x, IMPOSTOR_COSINE, rng) for _ in range(TRIES_PER_TARGET)]
-
-
-Craft = Callable[[Attacker, np.ndarray, np.random.Generator], np.ndarray]
-
-# Each maps an impostor u to the slots a modified client sends. M is the period: |p|^2 = 1 + M reads as 1.
-PROBE_ATTACKS: dict[str, Craft] = {
-    "scaled-1.2": lambda a, u, rng: 1.2 * a.replicated(u),
-    "scaled-wrap": lambda a, u, rng: math.sqrt(1 + a.period) * a.replicated(u),
-    # 2u where the template is, the rest of |p|^2 = 1 + M spread where it is not (copies that disagree).
-    "padding-wrap": lambda a, u, rng: a.replicated(2 * u) + a.outside(a.period - 3, rng),
-    # 2u in the real parts, the rest of |p|^2 = 1 + M in the imaginary parts.
-    "imaginary-wrap": lambda a, u, rng: a.replicated(2 * u) + 1j * a.anywhere(a.period - 3, rng),
-}
 
 
 @dataclass
@@ -189,13 +121,6 @@ def test_crafted_probes_do_not_match(deployment: Deployment, attack: str) -> Non
     # almost never (1e-4 at 128-D, 1.8e-3 at 512-D).
     predicted = _protocol.wrap_pass_rate(deployment.attacker.dimension, deployment.attacker.period)
     assert tally.projections_passed / tally.projections == pytest.approx(predicted, abs=0.05)
-
-
-# A wolf template: passes enrolment and then matches other people's honest probes.
-WOLF_ATTACKS: dict[str, Callable[[Attacker, np.ndarray, np.random.Generator], np.ndarray]] = {
-    "wolf-padding": lambda a, t, rng: a.replicated(2 * t) + a.outside(a.period - 3, rng),
-    "wolf-scaled": lambda a, t, rng: math.sqrt(1 + a.period) * a.replicated(t),
-}
 
 
 @pytest.mark.parametrize("attack", list(WOLF_ATTACKS))
