@@ -257,7 +257,7 @@ def run_latency(
                 name: matcher_stage_means(pipeline.services.matcher_url, deployed.token)
                 for name, pipeline in deployed.pipelines.items()
             }
-            ready_s = {name: round(pipeline.ready_s, 3) for name, pipeline in deployed.pipelines.items()}
+            ready_s = {name: round(pipeline.deployment.ready_s, 3) for name, pipeline in deployed.pipelines.items()}
             keyset = deployed.keyset
 
     stages_ms = {stage: percentiles(values) for stage, values in samples["encrypted"].items()}

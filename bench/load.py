@@ -313,7 +313,7 @@ def run_load(*, clients: int, seconds: float, workers: int, progress: Progress =
                 name: matcher_stage_means(p.services.matcher_url, deployed.token) for name, p in running.items()
             }
             authority_rss = tree_rss_mb(running["encrypted"].services.authority.pid)
-            ready_s = {name: round(pipeline.ready_s, 3) for name, pipeline in running.items()}
+            ready_s = {name: round(pipeline.deployment.ready_s, 3) for name, pipeline in running.items()}
             step("worker start-up", 0.0)
             worker_start = measure_worker_start(running["encrypted"].deployment.matcher_keys)
 

@@ -111,6 +111,13 @@ class _CkksBase:
         self.period = math.prod(self._primes) * self._n / (2.0 * self._scale * self._scale)
         self.projections = projection_counts(self.period)
 
+    def _hold_embeddings(self, model_id: str, dimension: int) -> None:
+        """Take ``model_id``'s ``dimension``-d embeddings, which must fit the slots (they are replicated over them)."""
+        if dimension > self._n // 2:
+            raise ConfigurationError(f"dimension {dimension} does not fit {self._n // 2} slots")
+        self.model_id = model_id
+        self.dimension = dimension
+
     def _half_monomial(self) -> _HalfMonomial:
         return _HalfMonomial(self._encoder, self._parms_id, self._n, self._primes)
 
@@ -165,10 +172,7 @@ class CkksClientCipher(_CkksBase):
 
     def __init__(self, bundle: KeyBundle, *, model_id: str, dimension: int) -> None:
         super().__init__(bundle, Role.PUBLIC)
-        if dimension > self._n // 2:
-            raise ConfigurationError(f"dimension {dimension} does not fit {self._n // 2} slots")
-        self.model_id = model_id
-        self.dimension = dimension
+        self._hold_embeddings(model_id, dimension)
         self._encryptor = sealapi.Encryptor(self._seal, self.context.public_key().data)
 
     def encrypt(self, embedding: Any) -> bytes:
@@ -194,10 +198,7 @@ class CkksMatcherCipher(_CkksBase):
 
     def __init__(self, bundle: KeyBundle, *, model_id: str, dimension: int) -> None:
         super().__init__(bundle, Role.EVALUATION)
-        if dimension > self._n // 2:
-            raise ConfigurationError(f"dimension {dimension} does not fit {self._n // 2} slots")
-        self.model_id = model_id
-        self.dimension = dimension
+        self._hold_embeddings(model_id, dimension)
         self._evaluator = sealapi.Evaluator(self._seal)
         self._encryptor = sealapi.Encryptor(self._seal, self.context.public_key().data)
         self._relin_keys = sealapi.RelinKeys()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -15,6 +17,14 @@ from ._errors import ConfigurationError, SignatureError
 
 def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _read_pem(load: Callable[[bytes], object], data: bytes, not_pem: str) -> object:
+    """The key ``load`` reads from the PEM ``data``; ConfigurationError ``not_pem`` when it cannot."""
+    try:
+        return load(data)
+    except (ValueError, TypeError):
+        raise ConfigurationError(not_pem) from None
 
 
 class SigningKey:
@@ -29,10 +39,8 @@ class SigningKey:
 
     @classmethod
     def from_pem(cls, data: bytes) -> SigningKey:
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError):
-            raise ConfigurationError("signing key file is not a PEM Ed25519 private key") from None
+        load = partial(serialization.load_pem_private_key, password=None)
+        key = _read_pem(load, data, "signing key file is not a PEM Ed25519 private key")
         if not isinstance(key, Ed25519PrivateKey):
             raise ConfigurationError("signing key is not an Ed25519 key")
         return cls(key)
@@ -61,10 +69,7 @@ class VerifyKey:
 
     @classmethod
     def from_pem(cls, data: bytes) -> VerifyKey:
-        try:
-            key = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError):
-            raise ConfigurationError("authority key is not a PEM Ed25519 public key") from None
+        key = _read_pem(serialization.load_pem_public_key, data, "authority key is not a PEM Ed25519 public key")
         if not isinstance(key, Ed25519PublicKey):
             raise ConfigurationError("authority key is not an Ed25519 key")
         return cls(key)

@@ -8,6 +8,8 @@ deployment's real key_id, so probes come from ``PlaintextClientCipher(key_id=...
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -54,20 +56,23 @@ Fd = Annotated[int | None, typer.Option("--fd")]
 ParentPid = Annotated[int | None, typer.Option("--exit-with-parent")]
 
 
+def _serve(log_level: str, app: Callable[[], FastAPI], fd: int | None, parent_pid: int | None) -> None:
+    """Log at ``log_level`` and make files private before ``app`` builds the service, then serve it."""
+    configure_logging(log_level)
+    private_umask()
+    run_app(app(), fd=fd, parent_pid=parent_pid)
+
+
 @cli.command("matcher")
 def matcher(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
     settings = MatcherSettings(matcher_keys_dir=keys, matcher_data_dir=data)
-    configure_logging(settings.log_level)
-    private_umask()
-    run_app(plaintext_matcher_app(settings), fd=fd, parent_pid=exit_with_parent)
+    _serve(settings.log_level, partial(plaintext_matcher_app, settings), fd, exit_with_parent)
 
 
 @cli.command("authority")
 def authority(keys: Keys, data: Data, fd: Fd = None, exit_with_parent: ParentPid = None) -> None:
     settings = AuthoritySettings(authority_keys_dir=keys, authority_data_dir=data)
-    configure_logging(settings.log_level)
-    private_umask()
-    run_app(plaintext_authority_app(settings), fd=fd, parent_pid=exit_with_parent)
+    _serve(settings.log_level, partial(plaintext_authority_app, settings), fd, exit_with_parent)
 
 
 if __name__ == "__main__":

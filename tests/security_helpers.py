@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from server_fixtures import ADMIN_TOKEN, AUTHORITY_TOKEN
 from sqlalchemy import MetaData, create_engine, select
 
 import veilface.crypto as vc
@@ -239,6 +240,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def service_env(authority_url: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The authority's and the matcher's variables for :func:`launched`: one matcher worker, the admin's
+    operator token, and the matcher reaching the authority at ``authority_url``."""
+    authority = {"VEILFACE_AUTHORITY_TOKEN": AUTHORITY_TOKEN}
+    matcher = authority | {
+        "VEILFACE_OPERATOR_TOKENS": ADMIN_TOKEN,
+        "VEILFACE_AUTHORITY_URL": authority_url,
+        "VEILFACE_MATCHER_WORKERS": "1",
+    }
+    return authority, matcher
 
 
 @contextmanager

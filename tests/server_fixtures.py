@@ -75,30 +75,29 @@ def unnormalised_plain(client: vc.PlaintextClientCipher, vector: np.ndarray) -> 
     return vc.Envelope(vc.EnvelopeKind.EMBEDDING, header, np.asarray(vector, "<f8").tobytes()).to_bytes()
 
 
+def _development(service: str, keys: Path, data: Path) -> dict[str, Any]:
+    """A service's settings for tests: its keys and data directory, no database URL, development mode."""
+    return {
+        f"{service}_keys_dir": keys,
+        f"{service}_data_dir": data,
+        f"{service}_database_url": None,
+        "authority_token": AUTHORITY_TOKEN,
+        "environment": "development",
+    }
+
+
 def matcher_settings(keys: Path, data: Path, **overrides: Any) -> MatcherSettings:
     values: dict[str, Any] = {
-        "matcher_keys_dir": keys,
-        "matcher_data_dir": data,
-        "matcher_database_url": None,
         "operator_tokens": OPERATOR_TOKENS,
-        "authority_token": AUTHORITY_TOKEN,
         "authority_url": "http://authority.invalid",
-        "environment": "development",
         "matcher_workers": 1,
         "match_threshold": None,
     }
-    return MatcherSettings(**{**values, **overrides})
+    return MatcherSettings(**{**_development("matcher", keys, data), **values, **overrides})
 
 
 def authority_settings(keys: Path, data: Path, **overrides: Any) -> AuthoritySettings:
-    values: dict[str, Any] = {
-        "authority_keys_dir": keys,
-        "authority_data_dir": data,
-        "authority_database_url": None,
-        "authority_token": AUTHORITY_TOKEN,
-        "environment": "development",
-    }
-    return AuthoritySettings(**{**values, **overrides})
+    return AuthoritySettings(**{**_development("authority", keys, data), **overrides})
 
 
 @dataclass

@@ -38,6 +38,13 @@ def unit_vectors(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def ckks_ciphers(keys: vc.KeySet) -> tuple[vc.CkksClientCipher, vc.CkksMatcherCipher, vc.CkksAuthorityCipher]:
+    """The client's, the matcher's and the authority's CKKS ciphers under ``keys``, for 128-d ``MODEL``."""
+    client = vc.CkksClientCipher(keys.public, model_id=MODEL, dimension=128)
+    matcher = vc.CkksMatcherCipher(keys.evaluation, model_id=MODEL, dimension=128)
+    return client, matcher, vc.CkksAuthorityCipher(keys.secret)
+
+
 def correlated_pairs(seed: int, count: int, dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Pairs whose cosine similarity spreads over [-1, 1], like impostors and genuine faces."""
     rng = np.random.default_rng(seed)
@@ -110,9 +117,7 @@ def _scaled_probe(client: vc.CkksClientCipher, vector: np.ndarray, factor: float
 
 @pytest.mark.parametrize("factor", [1.2, 0.8, 1.02])
 def test_scaled_probe_is_refused(default_keys: vc.KeySet, factor: float) -> None:
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     a = unit_vectors(np.random.default_rng(1), 1, 128)[0]
     template = client.encrypt(a)
     scaled = _scaled_probe(client, a, factor)
@@ -144,9 +149,7 @@ def _complex_probe(client: vc.CkksClientCipher, slots: np.ndarray) -> bytes:
 
 def test_imaginary_parts_cannot_hide_a_scaled_probe(default_keys: vc.KeySet) -> None:
     """Sum Re(z^2) = |x|^2 - |y|^2 would pass a 1.2x probe with |y|^2 = 0.44; |p|^2 = sum |p_k|^2 does not."""
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     rng = np.random.default_rng(8)
     x, y = unit_vectors(rng, 2, 128)
     template = client.encrypt(x)
@@ -160,9 +163,7 @@ def test_imaginary_parts_cannot_hide_a_scaled_probe(default_keys: vc.KeySet) -> 
 
 def test_huge_probe_that_wraps_around_q_is_refused(default_keys: vc.KeySet) -> None:
     """Scaled far enough, the blinded value wraps mod q and its sign is a coin toss; the bounds catch it."""
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     x = unit_vectors(np.random.default_rng(9), 1, 128)[0]
     template = client.encrypt(x)
     outcomes = set()
@@ -174,9 +175,7 @@ def test_huge_probe_that_wraps_around_q_is_refused(default_keys: vc.KeySet) -> N
 
 
 def test_unnormalised_probe_is_refused(default_keys: vc.KeySet) -> None:
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     raw = np.random.default_rng(2).normal(size=128)  # |raw|^2 ~ 128
     template = client.encrypt(raw)
     probe = _scaled_probe(client, raw, 1.0)
@@ -184,9 +183,7 @@ def test_unnormalised_probe_is_refused(default_keys: vc.KeySet) -> None:
 
 
 def test_blinding_is_fresh(default_keys: vc.KeySet) -> None:
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     a, b = unit_vectors(np.random.default_rng(3), 2, 128)
     template, probe = client.encrypt(a), client.encrypt(b)
     first = matcher.compare(template, probe, 0.1)
@@ -274,9 +271,7 @@ def _checks_ciphertext(
 
 
 def test_compact_form_decrypts_exactly_coefficients_0_and_n_over_2(default_keys: vc.KeySet) -> None:
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     a, b = unit_vectors(np.random.default_rng(4), 2, 128)
     held = _checks_ciphertext(matcher, client.encrypt(a), client.encrypt(b), 7, 0.2)
     q, n = matcher._primes[0], 4096
@@ -292,9 +287,7 @@ def test_compact_form_decrypts_exactly_coefficients_0_and_n_over_2(default_keys:
 def test_a_mask_would_not_change_what_the_authority_receives(default_keys: vc.KeySet) -> None:
     """Issue 15, point 8: masking every coefficient but 0 and N/2 (as the matcher once did) changes the
     ciphertext but not one byte of its compact form, which is why there is no mask."""
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     a, b = unit_vectors(np.random.default_rng(5), 2, 128)
     held = _checks_ciphertext(matcher, client.encrypt(a), client.encrypt(b), 3, 0.5)
     # A mask: random coefficients 1 to 20, zero at 0 and N/2 (it could not touch those without changing the
@@ -338,9 +331,7 @@ def _slot_probe(client: vc.CkksClientCipher, slots: np.ndarray) -> bytes:
 def test_the_norm_is_exact_for_any_slot_vector(default_keys: vc.KeySet) -> None:
     """|p|^2 over real and imaginary parts of all slots, to the encryption's noise; conjugating the probe itself
     would cost ~1e-2 (key switching at scale Delta), as much as the tolerance."""
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     rng = np.random.default_rng(8)
     compact_errors, switched_errors = [], []
     for energy in (0.5, 1.0, 3.0, 100.0):
@@ -365,9 +356,7 @@ def test_the_norm_is_exact_for_any_slot_vector(default_keys: vc.KeySet) -> None:
 def test_projections_are_real_and_imaginary_parts_of_one_product(default_keys: vc.KeySet) -> None:
     """Coefficient 0 of p G is Re sum_k p_k G_k and coefficient N/2 is sum_k signs_k Im(p_k G_k), in units of
     Delta^2 2/N: two projections of (Re p, Im p) read from one plaintext multiply."""
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     rng = np.random.default_rng(9)
     for _ in range(3):
         p = (rng.normal(size=2048) + 1j * rng.normal(size=2048)) / 64
@@ -430,9 +419,7 @@ def test_the_period_and_the_projection_count(keyset: vc.KeySet) -> None:
 
 
 def test_stocked_randomness_is_used_once(default_keys: vc.KeySet) -> None:
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     a, b = unit_vectors(np.random.default_rng(6), 2, 128)
     template, probe = client.encrypt(a), client.encrypt(b)
     # One request's worth: an encryption of zero and a plane per two projections.
@@ -822,9 +809,7 @@ def test_orphaned_seal_directories_are_removed(tmp_path: Path) -> None:
 
 
 def test_authority_refuses_malformed_blinded_results(default_keys: vc.KeySet) -> None:
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     template = client.encrypt(np.ones(128))
     blinded = vc.Envelope.from_bytes(matcher.compare(template, template, 0.5), kind=vc.EnvelopeKind.BLINDED)
     assert len(blinded.payload) == authority.blinded_bytes(vc.Purpose.VERIFY)
@@ -856,9 +841,7 @@ def test_ciphertexts_made_before_replication_are_refused(
 
 def test_the_largest_blinded_score_stays_below_q_over_2(default_keys: vc.KeySet) -> None:
     """The score is read doubled: 2 r (s - threshold) with r at its limit and |s - threshold| = 2 must not wrap."""
-    client = vc.CkksClientCipher(default_keys.public, model_id=MODEL, dimension=128)
-    matcher = vc.CkksMatcherCipher(default_keys.evaluation, model_id=MODEL, dimension=128)
-    authority = vc.CkksAuthorityCipher(default_keys.secret)
+    client, matcher, authority = ckks_ciphers(default_keys)
     x = unit_vectors(np.random.default_rng(13), 1, 128)[0]
     limit = _protocol.SCORE_BLINDING_LIMIT
     for probe, threshold, expected in ((x, -1.0, vc.Outcome.MATCH), (-x, 1.0, vc.Outcome.NO_MATCH)):

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 import server_fixtures as sf
-from security_helpers import free_port, launched, readiness, self_signed
+from security_helpers import free_port, launched, readiness, self_signed, service_env
 from server_fixtures import (
     ADMIN_TOKEN,
     AUTHORITY_TOKEN,
@@ -127,12 +127,7 @@ def test_tls_on_both_hops_with_a_self_signed_certificate(
     tls = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
     trust = ssl.create_default_context(cafile=str(cert))
     authority_port, matcher_port, untrusting_port = free_port(), free_port(), free_port()
-    common = {"VEILFACE_AUTHORITY_TOKEN": AUTHORITY_TOKEN}
-    matcher_env = common | {
-        "VEILFACE_OPERATOR_TOKENS": ADMIN_TOKEN,
-        "VEILFACE_AUTHORITY_URL": f"https://127.0.0.1:{authority_port}",
-        "VEILFACE_MATCHER_WORKERS": "1",
-    }
+    common, matcher_env = service_env(f"https://127.0.0.1:{authority_port}")
     matcher_url = f"https://127.0.0.1:{matcher_port}"
     rng = np.random.default_rng(70)
     face = unit(rng)

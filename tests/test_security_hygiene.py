@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -219,6 +219,18 @@ def published(keyset: vc.KeySet, **changes: object) -> dict[str, object]:
     return body | changes
 
 
+def verify_is_refused(keyset: vc.KeySet, matcher: Callable[[httpx.Request], httpx.Response], *, seed: int) -> None:
+    """A client trusting ``keyset``'s authority, answered by ``matcher``, refuses to verify a face against it."""
+    with Client(
+        "http://matcher.invalid",
+        token=ADMIN_TOKEN,
+        authority_key=keyset.signing_key.verify_key,
+        transport=httpx.MockTransport(matcher),
+    ) as session:
+        with pytest.raises(vc.SignatureError):
+            session.verify_embedding("victim", unit(np.random.default_rng(seed)))
+
+
 @pytest.fixture(scope="module")
 def impostor_keys() -> vc.KeySet:
     """A dishonest matcher's own key ceremony: it holds this secret key."""
@@ -244,14 +256,7 @@ def test_a_dishonest_matcher_cannot_substitute_its_own_public_key(
             return httpx.Response(200, json=answers[substitution])
         return httpx.Response(500)
 
-    with Client(
-        "http://matcher.invalid",
-        token=ADMIN_TOKEN,
-        authority_key=keyset.signing_key.verify_key,
-        transport=httpx.MockTransport(dishonest),
-    ) as session:
-        with pytest.raises(vc.SignatureError):
-            session.verify_embedding("victim", unit(np.random.default_rng(64)))
+    verify_is_refused(keyset, dishonest, seed=64)
     assert sent == [("GET", "/v1/keys/public", 0)] and encryptions == []
 
 
@@ -272,11 +277,4 @@ def test_a_decision_replayed_by_the_matcher_is_refused(keyset: vc.KeySet, monkey
             return httpx.Response(200, json=published(keyset))
         return httpx.Response(200, json=old.to_dict())
 
-    with Client(
-        "http://matcher.invalid",
-        token=ADMIN_TOKEN,
-        authority_key=keyset.signing_key.verify_key,
-        transport=httpx.MockTransport(replaying),
-    ) as session:
-        with pytest.raises(vc.SignatureError):
-            session.verify_embedding("victim", unit(np.random.default_rng(65)))
+    verify_is_refused(keyset, replaying, seed=65)

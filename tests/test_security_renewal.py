@@ -20,8 +20,8 @@ import httpx
 import numpy as np
 import pytest
 import server_fixtures as sf
-from security_helpers import free_port, launched, readiness
-from server_fixtures import ADMIN_TOKEN, AUTHORITY_TOKEN, DIMENSION, MODEL_ID, near, unit
+from security_helpers import free_port, launched, readiness, service_env
+from server_fixtures import ADMIN_TOKEN, DIMENSION, MODEL_ID, near, unit
 from typer.testing import CliRunner
 
 import veilface.crypto as vc
@@ -166,12 +166,7 @@ def test_the_authority_keys_restore_from_a_backup_and_old_templates_still_verify
     assert {p.stat().st_mode & 0o777 for p in (restored / "secret").iterdir()} == {0o600}
 
     authority_port, matcher_port = free_port(), free_port()
-    common = {"VEILFACE_AUTHORITY_TOKEN": AUTHORITY_TOKEN}
-    matcher_env = common | {
-        "VEILFACE_OPERATOR_TOKENS": ADMIN_TOKEN,
-        "VEILFACE_AUTHORITY_URL": f"http://127.0.0.1:{authority_port}",
-        "VEILFACE_MATCHER_WORKERS": "1",
-    }
+    common, matcher_env = service_env(f"http://127.0.0.1:{authority_port}")
     matcher_url = f"http://127.0.0.1:{matcher_port}"
     with (
         launched("authority", restored, tmp_path / "fresh-authority", authority_port, common),

@@ -199,10 +199,6 @@ class Pipeline:
     def services(self) -> RunningServices:
         return self.deployment.services
 
-    @property
-    def ready_s(self) -> float:
-        return self.deployment.ready_s
-
 
 @dataclass
 class Pipelines:

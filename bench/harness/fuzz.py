@@ -521,23 +521,19 @@ def openapi_documents(dep: Deployment) -> dict[str, dict[str, Any]]:
     from veilface.server.standin import plaintext_authority_app, plaintext_matcher_app
 
     scratch = dep.root / "openapi"
-    matcher = plaintext_matcher_app(
-        MatcherSettings(
-            matcher_keys_dir=dep.matcher_keys,
-            matcher_data_dir=scratch / "matcher",
-            matcher_database_url=sqlite_url(scratch / "matcher.db"),
-            operator_tokens=SecretStr(dep.operator_token),
-            authority_token=SecretStr(dep.authority_token),
-        )
-    )
-    authority = plaintext_authority_app(
-        AuthoritySettings(
-            authority_keys_dir=dep.keys_dir,
-            authority_data_dir=scratch / "authority",
-            authority_database_url=sqlite_url(scratch / "authority.db"),
-            authority_token=SecretStr(dep.authority_token),
-        )
-    )
+
+    def storage(service: str, keys: Path) -> dict[str, Any]:
+        """The service's settings for its keys and a scratch data directory and SQLite database."""
+        return {
+            f"{service}_keys_dir": keys,
+            f"{service}_data_dir": scratch / service,
+            f"{service}_database_url": sqlite_url(scratch / f"{service}.db"),
+            "authority_token": SecretStr(dep.authority_token),
+        }
+
+    operator = SecretStr(dep.operator_token)
+    matcher = plaintext_matcher_app(MatcherSettings(**storage("matcher", dep.matcher_keys), operator_tokens=operator))
+    authority = plaintext_authority_app(AuthoritySettings(**storage("authority", dep.keys_dir)))
     return {"matcher": matcher.openapi(), "authority": authority.openapi()}
 
 

@@ -17,6 +17,7 @@ from veilface.server.authority.ledger import Budgets, DecisionLedger, open_ledge
 from veilface.server.authority.state import AuthorityState
 from veilface.server.files import private_directory
 from veilface.server.keystore import load_authority_keys
+from veilface.server.lifespan import running
 from veilface.server.metrics import Metrics, assemble_app
 from veilface.server.migrations import prepare_schema
 from veilface.server.settings import AuthoritySettings
@@ -50,8 +51,7 @@ def create_authority_app(settings: AuthoritySettings, *, engine: AuthorityEngine
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await engine.start()
+        async with running(engine, ledger.database, log):
             app.state.authority = AuthorityState(
                 settings=settings,
                 engine=engine,
@@ -72,17 +72,7 @@ def create_authority_app(settings: AuthoritySettings, *, engine: AuthorityEngine
                 },
             )
             yield
-        finally:
-            await anyio.to_thread.run_sync(engine.close)
-            ledger.database.dispose()
-            log.info("authority stopped")
 
     routers = [module.router for module in (routes_health, routes_keys, routes_decisions)]
-    return assemble_app(
-        "veilface authority",
-        lifespan,
-        routers,
-        metrics=metrics,
-        guard=Depends(matcher_only),
-        logger=log,
-    )
+    guard = Depends(matcher_only)
+    return assemble_app("veilface authority", lifespan, routers, metrics=metrics, guard=guard, logger=log)

@@ -15,6 +15,7 @@ from veilface.protocol import PublicKeysAnswer
 from veilface.server.auth import OperatorAuth
 from veilface.server.files import private_directory
 from veilface.server.keystore import load_matcher_keys
+from veilface.server.lifespan import running
 from veilface.server.matcher import routes_health, routes_keys, routes_subjects
 from veilface.server.matcher.authority_client import AuthorityClient
 from veilface.server.matcher.deps import admin_only
@@ -78,44 +79,35 @@ def create_matcher_app(
             transport=authority_transport,
         )
         try:
-            await engine.start()
-            app.state.matcher = MatcherState(
-                settings=settings,
-                keys=keys,
-                engine=engine,
-                threshold=threshold,
-                auth=auth,
-                metrics=metrics,
-                store=store,
-                pseudonyms=pseudonyms,
-                authority=authority,
-                public_keys=PublicKeysAnswer.of(keys.public, keys.description, keys.signature),
-                in_flight=anyio.Semaphore(IN_FLIGHT_PER_WORKER * settings.matcher_workers),
-            )
-            log.info(
-                "matcher started",
-                extra={
-                    "key_id": description.key_id,
-                    "model_id": description.model_id,
-                    "preset": description.preset,
-                    "workers": settings.matcher_workers,
-                    "database": store.database.dialect,
-                    "environment": settings.environment,
-                },
-            )
-            yield
+            async with running(engine, store.database, log):
+                app.state.matcher = MatcherState(
+                    settings=settings,
+                    keys=keys,
+                    engine=engine,
+                    threshold=threshold,
+                    auth=auth,
+                    metrics=metrics,
+                    store=store,
+                    pseudonyms=pseudonyms,
+                    authority=authority,
+                    public_keys=PublicKeysAnswer.of(keys.public, keys.description, keys.signature),
+                    in_flight=anyio.Semaphore(IN_FLIGHT_PER_WORKER * settings.matcher_workers),
+                )
+                log.info(
+                    "matcher started",
+                    extra={
+                        "key_id": description.key_id,
+                        "model_id": description.model_id,
+                        "preset": description.preset,
+                        "workers": settings.matcher_workers,
+                        "database": store.database.dialect,
+                        "environment": settings.environment,
+                    },
+                )
+                yield
         finally:
             await authority.aclose()
-            await anyio.to_thread.run_sync(engine.close)
-            store.database.dispose()
-            log.info("matcher stopped")
 
     routers = [module.router for module in (routes_health, routes_keys, routes_subjects)]
-    return assemble_app(
-        "veilface matcher",
-        lifespan,
-        routers,
-        metrics=metrics,
-        guard=Depends(admin_only),  # /metrics: request counts and timings are the admin's
-        logger=log,
-    )
+    guard = Depends(admin_only)  # /metrics: request counts and timings are the admin's
+    return assemble_app("veilface matcher", lifespan, routers, metrics=metrics, guard=guard, logger=log)

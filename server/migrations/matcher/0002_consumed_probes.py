@@ -1,26 +1,14 @@
 """The probes that got a signed decision, so that the same probe bytes are refused when sent again.
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0001 (the table: see veilface.server.migrations._probes)
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from alembic import op
+from veilface.server.migrations._probes import probe_table_steps
 
 revision = "0002"
 down_revision: str | None = "0001"
 
-
-def upgrade() -> None:
-    op.create_table(
-        "vf_consumed_probes",
-        sa.Column("key_id", sa.String(64), primary_key=True),
-        sa.Column("probe_sha256", sa.LargeBinary(32), primary_key=True),
-        sqlite_with_rowid=False,
-    )
-
-
-def downgrade() -> None:
-    op.drop_table("vf_consumed_probes")
+upgrade, downgrade = probe_table_steps("vf_consumed_probes")
