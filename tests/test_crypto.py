@@ -776,14 +776,17 @@ def test_the_wrap_point_passes_the_norm_and_fails_the_projections(keyset: vc.Key
     authority = vc.CkksAuthorityCipher(keys.secret)
     template = client.encrypt(x)
     factor = float(np.sqrt(1 + matcher.period))
-    outcomes, norms = set(), []
+    outcomes, norms = [], []
     for _ in range(20):
         blinded = matcher.compare(template, _scaled_probe(client, impostor, factor), 0.5)
         norms.append(blinded_values(authority, blinded)[1][0])
-        outcomes.add(authority.decide(blinded)[1])
+        outcomes.append(authority.decide(blinded)[1])
     if keyset.public.preset == vc.DEFAULT_PRESET:
         assert max(map(abs, norms)) < 1e-3  # wrapped to 1
-    assert outcomes == {vc.Outcome.NOT_NORMALISED}
+    # A wrapped probe passes all four fresh projections with probability ~0.2^4 = 1.6e-3 at 512-D (a rate,
+    # not an impossibility: README, known limits), so 3 or more of 20 passing has probability ~5e-6.
+    assert outcomes.count(vc.Outcome.NOT_NORMALISED) >= 18
+    assert set(outcomes) <= {vc.Outcome.NOT_NORMALISED, vc.Outcome.MATCH}
 
 
 def test_unknown_envelope_fields_are_refused(
