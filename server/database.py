@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, MetaData, event, func, select
+from sqlalchemy import Column, Connection, LargeBinary, MetaData, String, Table, event, func, select
 from sqlalchemy.engine import Engine, create_engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -135,3 +135,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def probe_hash_table(name: str, metadata: MetaData) -> Table:
+    """One row per probe that got a signed decision: the deployment's key_id and the SHA-256 of the probe's
+    exact bytes (32 bytes, not its hex). A row follows a decision the authority signed under that key, so the
+    per-key cap (VEILFACE_BUDGET_PER_KEY, 1,000,000 by default) bounds the rows per key_id: ~80 MB on SQLite,
+    ~230 MB on PostgreSQL at 1,000,000, on disk, not in memory (server/README.md, "Storage"). On SQLite the
+    table is WITHOUT ROWID: its primary key is the table, with no second copy in an index."""
+    return Table(
+        name,
+        metadata,
+        Column("key_id", String(64), primary_key=True),
+        Column("probe_sha256", LargeBinary(32), primary_key=True),
+        sqlite_with_rowid=False,
+    )

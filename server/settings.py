@@ -18,6 +18,7 @@ import hashlib
 import ipaddress
 import os
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -92,12 +93,12 @@ class _Environment(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VEILFACE_", extra="ignore", frozen=True)
 
 
-class _Storage(_Environment):
+class _Storage(_Environment, ABC):
     """Where a service keeps its data: a data directory, holding its SQLite database unless a URL names one."""
 
+    @abstractmethod
     def _location(self) -> tuple[Path, str | None, str]:
         """The data directory, the database URL setting, and the SQLite file's name in that directory."""
-        raise NotImplementedError
 
     @property
     def database_url(self) -> str:

@@ -88,6 +88,7 @@ def test_the_installed_wheel_migrates_a_database(wheel: Path, tmp_path: Path) ->
     done = subprocess.run(
         [sys.executable, "-S", "-c", script, str(target), url],
         env=environment,
+        cwd=tmp_path,  # not the checkout, whose veilface/ folder would come first on the path
         capture_output=True,
         text=True,
         timeout=120,

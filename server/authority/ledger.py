@@ -23,7 +23,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Index,
-    LargeBinary,
     MetaData,
     Select,
     String,
@@ -39,7 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from veilface.crypto import Outcome, Purpose
 from veilface.server.clock import now_ms
-from veilface.server.database import Database
+from veilface.server.database import Database, probe_hash_table
 
 GENESIS_HASH = "0" * 64
 
@@ -72,16 +71,8 @@ key_usage = Table(
     Column("decisions", BigInteger, nullable=False),
 )
 
-# The probe hashes (32 bytes, not hex) the authority signed a decision for, per key. A row is added only with
-# a granted decision under that key, which VEILFACE_BUDGET_PER_KEY caps, so the cap bounds the rows per key_id
-# (~80 MB on SQLite at 1,000,000: server/README.md, "Storage"); WITHOUT ROWID on SQLite, as the matcher's.
-signed_probes = Table(
-    "vf_signed_probes",
-    metadata,
-    Column("key_id", String(64), primary_key=True),
-    Column("probe_sha256", LargeBinary(32), primary_key=True),
-    sqlite_with_rowid=False,
-)
+# The probe hashes the authority signed a decision for, per key.
+signed_probes = probe_hash_table("vf_signed_probes", metadata)
 
 
 def open_ledger_database(url: str) -> Database:

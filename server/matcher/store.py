@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from veilface.protocol import SubjectMeta, utc_now
-from veilface.server.database import Database
+from veilface.server.database import Database, probe_hash_table
 
 # The tables as this release uses them; the revisions in server/migrations/matcher/ create them (a test keeps
 # the two equal): a change here needs a new revision there.
@@ -25,18 +25,8 @@ templates = Table(
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
 )
-# One row per probe that got a signed decision: the deployment's key_id and the SHA-256 of the probe's exact
-# bytes (32 bytes, not its hex). A row follows a decision the authority signed under that key, so the
-# authority's per-key cap (VEILFACE_BUDGET_PER_KEY, 1,000,000 by default) bounds the rows per key_id: ~80 MB
-# on SQLite, ~230 MB on PostgreSQL at 1,000,000, on disk, not in memory (server/README.md, "Storage"). On
-# SQLite the table is WITHOUT ROWID: its primary key is the table, with no second copy in an index.
-consumed_probes = Table(
-    "vf_consumed_probes",
-    metadata,
-    Column("key_id", String(64), primary_key=True),
-    Column("probe_sha256", LargeBinary(32), primary_key=True),
-    sqlite_with_rowid=False,
-)
+# The probes the matcher got a signed decision for, per key: a probe's bytes are answered once.
+consumed_probes = probe_hash_table("vf_consumed_probes", metadata)
 _META_COLUMNS = (
     templates.c.subject_id,
     templates.c.key_id,
